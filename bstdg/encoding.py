@@ -1,0 +1,87 @@
+"""Latency (time-to-first-spike) encoding and the event lists the engine consumes.
+
+Conventions used across the package:
+
+* time is an integer number of **time steps**; a spike time lies in ``0..t_max-1``;
+* "no spike" is the value ``t_max`` itself (it sorts after every real spike time);
+* a batch of input spikes is a :class:`SpikeEvents` list in CSR form: sample ``b`` owns
+  ``times[ptr[b]:ptr[b+1]]`` / ``units[ptr[b]:ptr[b+1]]``, sorted by time. Latency-coded
+  images give at most one event per unit; audio spike data (SHD layout) may repeat a unit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SpikeEvents:
+    """Input spikes of a batch in CSR form (see module docstring)."""
+
+    times: np.ndarray  # int32 (E,), time steps, sorted within each sample
+    units: np.ndarray  # int32 (E,), input channel index
+    ptr: np.ndarray  # int64 (B+1,), sample b owns [ptr[b], ptr[b+1])
+    n_units: int
+
+    def __len__(self) -> int:
+        return len(self.ptr) - 1
+
+    def take(self, index: np.ndarray) -> "SpikeEvents":
+        """The events of the samples ``index`` (in that order), as a new batch."""
+        index = np.asarray(index, dtype=np.int64)
+        starts, ends = self.ptr[index], self.ptr[index + 1]
+        counts = ends - starts
+        ptr = np.zeros(len(index) + 1, dtype=np.int64)
+        np.cumsum(counts, out=ptr[1:])
+        # Gather all [start, end) ranges at once: position k of the output belongs to
+        # sample s(k) and reads starts[s] + (k - ptr[s]).
+        owner = np.repeat(np.arange(len(index)), counts)
+        src = starts[owner] + (np.arange(ptr[-1]) - ptr[owner])
+        return SpikeEvents(self.times[src], self.units[src], ptr, self.n_units)
+
+    def rasters(self, t_max: int) -> np.ndarray:
+        """Dense spike counts ``(B, t_max, n_units)`` float32 (for the reference simulator)."""
+        raster = np.zeros((len(self), t_max, self.n_units), dtype=np.float32)
+        owner = np.repeat(np.arange(len(self)), np.diff(self.ptr))
+        np.add.at(raster, (owner, self.times, self.units), 1.0)
+        return raster
+
+
+def encode_latency(x: np.ndarray, t_max: int, floor: float = 0.0) -> np.ndarray:
+    """Time-to-first-spike code: ``t = round((1 - x) * (t_max - 1))``, ``t_max`` if ``x <= floor``.
+
+    ``x`` holds intensities in ``[0, 1]`` (floats) or uint8 pixels (divided by 255). The
+    brightest value spikes at step 0, values just above ``floor`` near ``t_max - 1``, and
+    values at or below ``floor`` emit no spike (returned as ``t_max``). Returns int32 spike
+    times of the same shape, in time steps.
+    """
+    if t_max < 2:
+        raise ValueError(f"t_max must be at least 2 time steps, got {t_max}")
+    x = np.asarray(x)
+    v = x.astype(np.float64) / 255.0 if x.dtype == np.uint8 else x.astype(np.float64)
+    if v.size and (np.nanmin(v) < 0.0 or np.nanmax(v) > 1.0 or np.isnan(v).any()):
+        raise ValueError("encode_latency expects values in [0, 1] (or uint8 pixels)")
+    times = np.rint((1.0 - v) * (t_max - 1)).astype(np.int32)
+    times[v <= floor] = t_max
+    return times
+
+
+def times_to_events(times: np.ndarray, t_max: int) -> SpikeEvents:
+    """Convert spike times ``(B, n)`` (``t_max`` = no spike) to a time-sorted event list."""
+    times = np.asarray(times, dtype=np.int32)
+    if times.ndim != 2:
+        times = times.reshape(len(times), -1)
+    n_samples, n_units = times.shape
+    # A stable sort of (sample, time) keeps unit order within a time step deterministic.
+    key = np.arange(n_samples, dtype=np.int64)[:, None] * (t_max + 1) + times
+    order = np.argsort(key, axis=None, kind="stable")
+    flat_times = times.ravel()[order]
+    keep = flat_times < t_max
+    order, flat_times = order[keep], flat_times[keep]
+    counts = np.count_nonzero(times < t_max, axis=1)
+    ptr = np.zeros(n_samples + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    units = (order % n_units).astype(np.int32)
+    return SpikeEvents(flat_times.astype(np.int32), units, ptr, n_units)

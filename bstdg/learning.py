@@ -1,0 +1,135 @@
+"""Spike-timing-dependent gradients (BSTDG) for binary fire-once IF networks.
+
+Only spike times are used: no membrane trace is stored, so memory does not depend on
+``t_max``. Notation for one layer: pre-synaptic spike times ``t_i`` (an input channel may
+spike several times; each spike counts as its own pre event), post-synaptic times ``t_j``
+(``t_max`` when silent), binary weights ``b_ji = sign(w_ji)``, thresholds ``theta_j``, and
+``delta_j = dL/dt_j``. A pair is *causal* when ``t_i <= t_j``; a silent post neuron treats
+every pre spike as causal (its pseudo spike time is ``t_max``). With the timing factors
+``g(d) = exp(-d / tau_w)`` and ``h(d) = exp(-d / tau_t)`` of ``d = t_j - t_i >= 0``
+(``tau = 0`` means the constant factor 1, the S4NN-style indicator):
+
+* weights:     ``dL/dw_ji    = -sum_causal delta_j * g(t_j - t_i)``  (more weight -> earlier spike)
+* thresholds:  ``dL/dtheta_j = +delta_j``                            (higher threshold -> later spike)
+* pre times:   ``dL/dt_i     = sum_{j causal} delta_j * b_ji * h(t_j - t_i)``
+
+The derivation and the output losses are in ``docs/learning.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+
+@dataclass(frozen=True)
+class LearningRule:
+    """Parameters of the timing-dependent learning rule (times in time steps)."""
+
+    loss: str = "hinge"  # "hinge" (margin on the correct output) or "s4nn" (relative targets)
+    margin: float = 5.0  # gamma: how many steps the correct output must lead the others
+    tau_w: float = 0.0  # time constant of the weight factor g (0: constant 1)
+    tau_t: float = 0.0  # time constant of the back-propagated factor h (0: constant 1)
+    normalise: bool = True  # scale each sample's delta vector to unit L2 norm, per layer
+    target_rate: float = 0.0  # hidden firing probability the homeostatic term steers to (0: off)
+    homeostasis: float = 0.0  # weight of the homeostatic threshold term
+
+    def __post_init__(self):
+        if self.loss not in ("hinge", "s4nn"):
+            raise ValueError(f"unknown loss {self.loss!r} (use 'hinge' or 's4nn')")
+
+
+def timing_factor(tau: float, t_max: int) -> np.ndarray:
+    """Table ``f[d] = exp(-d / tau)`` for ``d = 0..t_max`` (all ones when ``tau <= 0``)."""
+    d = np.arange(t_max + 1, dtype=np.float64)
+    return (np.exp(-d / tau) if tau > 0 else np.ones_like(d)).astype(np.float32)
+
+
+def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: LearningRule) -> np.ndarray:
+    """``delta = dL/dt`` for the output layer, float32 ``(B, n_out)``.
+
+    * ``hinge``: ``L = sum_{j != c} max(0, t_c + margin - t_j)``. Every wrong output closer
+      than ``margin`` behind the correct one ``c`` pushes ``t_c`` earlier (+1 each) and is
+      pushed later itself (-1), unless it is already silent.
+    * ``s4nn``: targets ``T_c = min(t_min, t_max - margin)`` and ``T_j = t_min + margin`` for
+      wrong outputs firing before that, ``L = 1/2 sum_j (t_j - T_j)^2 / t_max``.
+    """
+    t = out_times.astype(np.float32)
+    n, n_out = t.shape
+    rows = np.arange(n)
+    wrong = np.ones_like(t, dtype=bool)
+    wrong[rows, labels] = False
+    t_c = t[rows, labels]
+    delta = np.zeros_like(t)
+    if rule.loss == "hinge":
+        violating = wrong & (t_c[:, None] + rule.margin > t)
+        delta[rows, labels] = violating.sum(axis=1)
+        delta[violating & (t < t_max)] = -1.0
+    else:
+        t_min = t.min(axis=1)
+        target = np.where(wrong & (t < t_min[:, None] + rule.margin), t_min[:, None] + rule.margin, t)
+        target[rows, labels] = np.minimum(t_min, t_max - rule.margin)
+        delta = (t - target) / t_max
+        delta[(t >= t_max) & wrong] = 0.0
+    return delta
+
+
+def normalise_rows(delta: np.ndarray) -> np.ndarray:
+    """Each sample's delta vector scaled to unit L2 norm (zero rows stay zero)."""
+    norm = np.sqrt((delta.astype(np.float64) ** 2).sum(axis=1, keepdims=True))
+    return (delta / np.where(norm > 0, norm, 1.0)).astype(np.float32)
+
+
+@numba.njit(cache=True, parallel=True)
+def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t_max, h):
+    """``dL/dt_i = sum_{j: t_i <= t_j} delta_j * b_ji * h[t_j - t_i]`` for the hidden layer
+    whose spike times are ``pre_times`` (B, n_pre); silent pre neurons get 0."""
+    n_samples, n_pre = pre_times.shape
+    delta_pre = np.zeros((n_samples, n_pre), np.float32)
+    for b in numba.prange(n_samples):
+        for i in range(n_pre):
+            ti = pre_times[b, i]
+            if ti >= t_max:
+                continue
+            row = w_off + i * n_post
+            acc = 0.0
+            for j in range(n_post):
+                tj = post_times[b, j]
+                if ti <= tj:
+                    acc += delta_post[b, j] * W[row + j] * h[tj - ti]
+            delta_pre[b, i] = acc
+    return delta_pre
+
+
+@numba.njit(cache=True, parallel=True)
+def weight_gradient(ev_times, ev_units, ev_ptr, post_times, delta_post, n_pre, g, n_chunks):
+    """``dL/dw_ji = -sum_b sum_{causal pre spikes i} delta_j * g[t_j - t_i]``, float32
+    ``(n_pre, n_post)``. Pre spikes come as a CSR event list (input events, or the spikes
+    of the previous layer). For each distinct pre time ``t`` of a sample the row vector
+    ``a_j = delta_j * g[t_j - t] * [t <= t_j]`` is built once and added to the rows of all
+    pre units spiking at ``t``. Columns are split across threads, so each entry is summed
+    in the same order whatever ``n_chunks`` is (bit-reproducible)."""
+    n_samples, n_post = post_times.shape
+    grad = np.zeros((n_pre, n_post), np.float32)
+    n_chunks = max(1, min(n_post, n_chunks))
+    for c in numba.prange(n_chunks):
+        j0 = c * n_post // n_chunks
+        j1 = (c + 1) * n_post // n_chunks
+        width = j1 - j0
+        a = np.empty(width, np.float32)
+        for b in range(n_samples):
+            t_post = post_times[b, j0:j1]
+            d_post = delta_post[b, j0:j1]
+            t_prev = -1
+            for e in range(ev_ptr[b], ev_ptr[b + 1]):
+                ti = ev_times[e]
+                if ti != t_prev:
+                    t_prev = ti
+                    for q in range(width):
+                        a[q] = d_post[q] * g[t_post[q] - ti] if ti <= t_post[q] else 0.0
+                grad_row = grad[ev_units[e], j0:j1]
+                for q in range(width):  # plain range over views: vectorises
+                    grad_row[q] -= a[q]
+    return grad

@@ -1,0 +1,51 @@
+"""Adam on flat latent parameters (Numba, in place) and the binarisation of weights."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, parallel=True)
+def adam_step(param, grad, m, v, lr, beta1, beta2, eps, step, lo, hi):
+    """One Adam update of ``param`` in place, then clip to ``[lo, hi]``."""
+    c1 = 1.0 - beta1 ** step
+    c2 = 1.0 - beta2 ** step
+    for k in numba.prange(len(param)):
+        g = grad[k]
+        m[k] = beta1 * m[k] + (1.0 - beta1) * g
+        v[k] = beta2 * v[k] + (1.0 - beta2) * g * g
+        p = param[k] - lr * (m[k] / c1) / (np.sqrt(v[k] / c2) + eps)
+        param[k] = min(max(p, lo), hi)
+
+
+@numba.njit(cache=True, parallel=True)
+def binarize(latent, out):
+    """``out = +1 where latent >= 0 else -1`` (int8), in place."""
+    for k in numba.prange(len(latent)):
+        out[k] = 1 if latent[k] >= 0 else -1
+
+
+@dataclass
+class Adam:
+    """Adam state for one flat float32 parameter vector, clipped to ``[lo, hi]``."""
+
+    size: int
+    lr: float
+    lo: float = -np.inf
+    hi: float = np.inf
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+
+    def __post_init__(self):
+        self.m = np.zeros(self.size, np.float32)
+        self.v = np.zeros(self.size, np.float32)
+        self.step_count = 0
+
+    def step(self, param: np.ndarray, grad: np.ndarray, lr: float | None = None) -> None:
+        self.step_count += 1
+        adam_step(param, grad, self.m, self.v, self.lr if lr is None else lr, self.beta1,
+                  self.beta2, self.eps, self.step_count, self.lo, self.hi)

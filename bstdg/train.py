@@ -1,0 +1,212 @@
+"""The training loop: mini-batches of timing gradients, Adam on latent weights and
+thresholds, evaluation with the prediction rule, checkpoints and ``metrics.json``."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from . import metrics
+from .encoding import SpikeEvents
+from .engine.event import if_network_batch
+from .learning import (LearningRule, backprop_timing_error, normalise_rows, output_error,
+                       timing_factor, weight_gradient)
+from .network import BinarySNN
+from .optim import Adam, binarize
+from .progress import Progress
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that defines a training run (saved into ``metrics.json``)."""
+
+    hidden: tuple = (600,)
+    t_max: int = 256
+    epochs: int = 10
+    batch_size: int = 64
+    lr_w: float = 3e-3
+    lr_theta: float = 0.1
+    lr_decay: float = 0.85  # multiplied into both learning rates after every epoch
+    seed: int = 0
+    rule: LearningRule = field(default_factory=LearningRule)
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    ties: int
+    silent: int
+    mean_decision_time: float
+    hidden_spikes_per_sample: float
+    samples_per_s: float
+
+
+def evaluate(net: BinarySNN, events: SpikeEvents, labels: np.ndarray, batch_size: int = 2048) -> Evaluation:
+    """Early-exit inference on the event engine, scored with the prediction rule."""
+    bn = net.binary()
+    W, w_off, sizes, theta, n_off = bn.packed()
+    correct = ties = silent = 0
+    decision_sum = spikes_sum = 0.0
+    start = time.perf_counter()
+    for lo in range(0, len(events), batch_size):
+        batch = events.take(np.arange(lo, min(lo + batch_size, len(events))))
+        times, potential = if_network_batch(batch.times, batch.units, batch.ptr, W, w_off, sizes,
+                                            theta, n_off, net.t_max, True)
+        out = times[:, n_off[-2]:]
+        d = metrics.decide(out, potential, net.t_max)
+        correct += metrics.correct(d, labels[lo:lo + len(batch)]).sum()
+        ties += d.tie.sum()
+        silent += (d.time >= net.t_max).sum()
+        decision_sum += d.time.sum()
+        hidden = times[:, :n_off[-2]]
+        spikes_sum += ((hidden <= d.time[:, None]) & (hidden < net.t_max)).sum()
+    elapsed = time.perf_counter() - start
+    n = max(len(events), 1)
+    return Evaluation(correct / n, int(ties), int(silent), decision_sum / n, spikes_sum / n, n / elapsed)
+
+
+class Trainer:
+    """Holds the network, the optimisers and the timing tables; ``train_epoch`` does one pass."""
+
+    def __init__(self, net: BinarySNN, config: TrainConfig):
+        self.net = net
+        self.config = config
+        self.rng = np.random.default_rng(config.seed + 1)
+        self.opt_w = Adam(net.w.size, config.lr_w, lo=-1.0, hi=1.0)
+        self.opt_theta = Adam(net.theta.size, config.lr_theta, lo=1.0)
+        self.g = timing_factor(config.rule.tau_w, net.t_max)
+        self.h = timing_factor(config.rule.tau_t, net.t_max)
+        self.w_bin = np.empty(net.w.size, np.int8)
+        binarize(net.w, self.w_bin)
+        self.grad_w = np.zeros(net.w.size, np.float32)
+        self.epoch = 0
+
+    def step(self, batch: SpikeEvents, labels: np.ndarray) -> np.ndarray:
+        """One mini-batch update; returns the output spike times of the batch (before it)."""
+        net, rule, t_max = self.net, self.config.rule, self.net.t_max
+        sizes = np.asarray(net.sizes, np.int64)
+        theta_int = net.integer_thresholds()
+        times, potential = if_network_batch(batch.times, batch.units, batch.ptr, self.w_bin, net.w_off,
+                                            sizes, theta_int, net.n_off, t_max, False)
+        n = len(batch)
+        grad_theta = np.zeros(net.theta.size, np.float32)
+        out_times = times[:, net.n_off[-2]:]
+        delta = output_error(out_times, labels, t_max, rule)
+        for l in reversed(range(net.n_layers)):
+            if rule.normalise:
+                delta = normalise_rows(delta)
+            post = times[:, net.n_off[l]:net.n_off[l + 1]]
+            if l == 0:
+                pre = batch
+            else:
+                pre_times = times[:, net.n_off[l - 1]:net.n_off[l]]
+                pre = hidden_events(pre_times, t_max)
+            gw = weight_gradient(pre.times, pre.units, pre.ptr, post, delta, net.sizes[l], self.g,
+                                 numba.get_num_threads())
+            self.grad_w[net.w_off[l]:net.w_off[l + 1]] = gw.ravel() / n
+            gth = delta.sum(axis=0) / n
+            if l < net.n_layers - 1 and rule.homeostasis > 0:
+                rate = (post < t_max).mean(axis=0)
+                gth = gth + rule.homeostasis * (rule.target_rate - rate)
+            grad_theta[net.n_off[l]:net.n_off[l + 1]] = gth
+            if l > 0:
+                delta = backprop_timing_error(pre_times, post, delta, self.w_bin, net.w_off[l],
+                                              net.sizes[l + 1], t_max, self.h)
+        decay = self.config.lr_decay ** self.epoch
+        self.opt_w.step(net.w, self.grad_w, self.config.lr_w * decay)
+        self.opt_theta.step(net.theta, grad_theta, self.config.lr_theta * decay)
+        binarize(net.w, self.w_bin)
+        return out_times, potential
+
+    def train_epoch(self, events: SpikeEvents, labels: np.ndarray, progress: bool | None = None) -> dict:
+        order = self.rng.permutation(len(events))
+        bs = self.config.batch_size
+        correct = 0
+        start = time.perf_counter()
+        with Progress(len(order), f"epoch {self.epoch + 1}", enabled=progress, unit="samples") as bar:
+            for k in range(0, len(order), bs):
+                idx = order[k:k + bs]
+                out_times, potential = self.step(events.take(idx), labels[idx])
+                d = metrics.decide(out_times, potential, self.net.t_max)
+                correct += metrics.correct(d, labels[idx]).sum()
+                bar.update(len(idx), postfix=f"acc {correct / (k + len(idx)):.3f}")
+        elapsed = time.perf_counter() - start
+        self.epoch += 1
+        return {"epoch": self.epoch, "train_accuracy_running": correct / len(order),
+                "train_seconds": elapsed, "train_samples_per_s": len(order) / elapsed}
+
+
+def hidden_events(times: np.ndarray, t_max: int) -> SpikeEvents:
+    """Spikes of a hidden layer ``(B, n)`` as a CSR list (sample-major, not time-sorted:
+    enough for the gradient kernels, which do not depend on event order)."""
+    b, i = np.nonzero(times < t_max)
+    ptr = np.zeros(len(times) + 1, np.int64)
+    np.cumsum(np.bincount(b, minlength=len(times)), out=ptr[1:])
+    return SpikeEvents(times[b, i].astype(np.int32), i.astype(np.int32), ptr, times.shape[1])
+
+
+def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limit_train=None,
+                 limit_test=None, progress: bool | None = None, log=print) -> dict:
+    """Train on ``dataset`` from scratch, evaluate after every epoch, and write
+    ``out_dir/model.npz`` and ``out_dir/metrics.json``. Returns the metrics dict."""
+    from .data import load_events
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train = load_events(dataset, "train", config.t_max, data_dir, limit_train)
+    test = load_events(dataset, "test", config.t_max, data_dir, limit_test)
+    rng = np.random.default_rng(config.seed)
+    sizes = (train.events.n_units, *config.hidden, train.n_classes)
+    init_idx = rng.choice(len(train.events), min(512, len(train.events)), replace=False)
+    meta = {"dataset": dataset, "encoder": {"kind": "latency", "t_max": config.t_max,
+                                            "formula": "t = round((1 - x) * (t_max - 1)), no spike if x <= 0",
+                                            "input_scale": "uint8 / 255"}}
+    net = BinarySNN.initialise(sizes, config.t_max, train.events.take(np.sort(init_idx)), rng, meta=meta)
+    trainer = Trainer(net, config)
+    history = []
+    wall = 0.0
+    for _ in range(config.epochs):
+        info = trainer.train_epoch(train.events, train.labels, progress)
+        wall += info["train_seconds"]
+        ev = evaluate(net, test.events, test.labels)
+        info.update(test_accuracy=ev.accuracy, test_ties=ev.ties, test_silent=ev.silent,
+                    mean_decision_time=ev.mean_decision_time,
+                    hidden_spikes_per_sample=ev.hidden_spikes_per_sample)
+        history.append(info)
+        log(f"epoch {info['epoch']}/{config.epochs}: test accuracy {ev.accuracy:.4f} "
+            f"(ties {ev.ties}, silent {ev.silent}), decision {ev.mean_decision_time:.1f} steps, "
+            f"{ev.hidden_spikes_per_sample:.1f} hidden spikes/sample, "
+            f"{info['train_samples_per_s']:,.0f} train samples/s")
+        net.save(out_dir / "model.npz")
+    train_eval = evaluate(net, train.events, train.labels)
+    test_eval = evaluate(net, test.events, test.labels)
+    result = {
+        "dataset": dataset,
+        "test_accuracy": test_eval.accuracy,
+        "train_accuracy": train_eval.accuracy,
+        "test_ties": test_eval.ties,
+        "test_silent": test_eval.silent,
+        "epochs": config.epochs,
+        "train_wall_s": wall,
+        "train_samples_per_s": np.median([h["train_samples_per_s"] for h in history]),
+        "eval_samples_per_s": test_eval.samples_per_s,
+        "hidden_spikes_per_sample": test_eval.hidden_spikes_per_sample,
+        "mean_decision_time": test_eval.mean_decision_time,
+        "sizes": list(net.sizes),
+        "config": config_dict(config),
+        "history": history,
+    }
+    with open(out_dir / "metrics.json", "w") as f:
+        json.dump(result, f, indent=2, default=float)
+    return result
+
+
+def config_dict(config: TrainConfig) -> dict:
+    d = asdict(config)
+    d["hidden"] = list(config.hidden)
+    return d
