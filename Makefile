@@ -1,0 +1,44 @@
+# Fresh machine: `make mnist` (install, get MNIST, train 784-600-10) and `make test`.
+# BSTDG_DATA=/path/to/datasets make mnist   uses data that is already somewhere.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+BSTDG  := $(VENV)/bin/bstdg
+STAMP  := $(VENV)/.installed
+
+# bstdg reads BSTDG_DATA itself; export it also when given as `make mnist BSTDG_DATA=...`.
+ifdef BSTDG_DATA
+export BSTDG_DATA
+endif
+
+.PHONY: install test mnist bench clean
+
+install: $(STAMP)
+
+# Reinstalled only when the package metadata changes (the install is editable).
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+# A later `baselines` target (BPTT comparisons) will first run
+#   $(PY) -m pip install torch==2.13.0
+# (the `baselines` extra); nothing here needs torch.
+
+# pytest exits with 5 when it collects no tests: that is not a failure.
+test: install
+	$(PY) -m pytest -q || [ $$? -eq 5 ]
+
+mnist: install
+	$(BSTDG) data fetch mnist
+	$(BSTDG) train --dataset mnist --hidden 600 --out runs/mnist
+
+bench: install
+	$(PY) benchmarks/bench_inference.py
+
+# Removes the environment and build/cache files; never runs/ or datasets/.
+clean:
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache
+	find . \( -name __pycache__ -o -name '*.nbi' -o -name '*.nbc' \) -prune -exec rm -rf {} +

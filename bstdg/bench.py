@@ -1,0 +1,258 @@
+"""Throughput measurements: event-driven vs time-stepped inference, and training.
+
+Plain functions on arrays and networks; ``bstdg bench`` and ``benchmarks/bench_inference.py``
+only parse options and print. Every inference figure times the same work: a forward pass of
+a batch plus the prediction rule (:func:`bstdg.metrics.decide`), reported as samples/s.
+
+* ``event``: the Numba event-driven engine with early exit (stops at the first output spike);
+* ``event_full``: the same engine without early exit (every spike computed);
+* ``dense``: the time-stepped numpy reference (``t_max`` clock steps, dense matmuls);
+* ``train``: :meth:`bstdg.train.Trainer.train_epoch` (one :meth:`~bstdg.train.Trainer.step`
+  per mini-batch of the default batch size) over the benchmark's training samples.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numba
+import numpy as np
+
+from . import metrics
+from .engine import BinaryNet, ForwardResult
+from .engine.dense import if_network_forward_dense
+from .engine.event import if_network_forward
+from .errors import BstdgError
+from .network import BinarySNN
+from .train import Evaluation, TrainConfig, Trainer
+
+BENCH_HIDDEN = (600,)  # the untrained benchmark network is 784-600-10
+WARMUP_SAMPLES = 64  # the warm-up call (Numba compilation) runs on this many samples
+
+
+def forward_decisions(bn: BinaryNet, events, engine: str = "event", stop_at_decision: bool = True
+                      ) -> tuple[ForwardResult, metrics.Decision]:
+    """Forward pass on ``engine`` (``event`` or ``dense``) plus the prediction rule.
+
+    ``stop_at_decision`` applies to the event engine only (the dense reference always runs
+    all ``t_max`` steps)."""
+    if engine == "dense":
+        result = if_network_forward_dense(bn, events)
+    elif engine == "event":
+        result = if_network_forward(bn, events, stop_at_decision)
+    else:
+        raise BstdgError(f"unknown engine {engine!r}; expected event or dense")
+    return result, metrics.decide(result.output_times, result.decision_potential, bn.t_max)
+
+
+def score(result: ForwardResult, decision: metrics.Decision, labels: np.ndarray, t_max: int,
+          elapsed_s: float) -> Evaluation:
+    """The evaluation figures of one forward pass (same definitions as
+    :func:`bstdg.train.evaluate`)."""
+    n = max(len(labels), 1)
+    return Evaluation(
+        accuracy=float(metrics.correct(decision, labels).sum() / n),
+        ties=int(decision.tie.sum()),
+        silent=int((decision.time >= t_max).sum()),
+        mean_decision_time=float(decision.time.sum() / n),
+        hidden_spikes_per_sample=float(
+            metrics.hidden_spikes_before_decision(result, decision, t_max).sum() / n),
+        samples_per_s=n / elapsed_s if elapsed_s > 0 else float("inf"))
+
+
+def evaluate_dense(net: BinarySNN, events, labels: np.ndarray) -> Evaluation:
+    """:func:`bstdg.train.evaluate`, but on the time-stepped reference simulator (slow;
+    the figures must come out identical)."""
+    bn = net.binary()
+    start = time.perf_counter()
+    result, decision = forward_decisions(bn, events, "dense")
+    return score(result, decision, labels, net.t_max, time.perf_counter() - start)
+
+
+def warm_up(net: BinarySNN, events) -> None:
+    """Run the event engine once on a few samples, so that Numba's compilation (or loading
+    from its cache) is not timed."""
+    forward_decisions(net.binary(), first(events, WARMUP_SAMPLES), "event")
+
+
+def median_rate(fn, n_samples: int, repeats: int) -> tuple[float, list[float], object]:
+    """Call ``fn()`` ``repeats`` times; return (samples/s of the median run, all run times in
+    s, what the last call returned)."""
+    seconds = []
+    for _ in range(max(repeats, 1)):
+        start = time.perf_counter()
+        value = fn()
+        seconds.append(time.perf_counter() - start)
+    return n_samples / statistics.median(seconds), seconds, value
+
+
+def first(events, n: int):
+    """The first ``n`` samples of ``events``."""
+    return events.take(np.arange(min(n, len(events))))
+
+
+def bench_inference(net: BinarySNN, events, labels: np.ndarray, dense_samples: int,
+                    repeats: int) -> dict:
+    """Samples/s of early-exit event, full event and dense inference on ``events`` (dense on
+    the first ``dense_samples`` only), and whether the engines agree on those samples."""
+    bn = net.binary()
+    n = len(events)
+    warm_up(net, events)
+    event_rate, event_s, (res, dec) = median_rate(
+        lambda: forward_decisions(bn, events, "event", True), n, repeats)
+    full_rate, full_s, _ = median_rate(lambda: forward_decisions(bn, events, "event", False),
+                                    n, repeats)
+    dense_events = first(events, dense_samples)
+    n_dense = len(dense_events)
+    dense_rate, dense_s, (dense_res, dense_dec) = median_rate(
+        lambda: forward_decisions(bn, dense_events, "dense"), n_dense, repeats)
+
+    # Agreement on the dense samples: the decisions (class, tie, decision time) of the
+    # early-exit run, and every spike time of the full run.
+    _, early_dec = forward_decisions(bn, dense_events, "event", True)
+    full_res, _ = forward_decisions(bn, dense_events, "event", False)
+    agree = bool(np.array_equal(early_dec.prediction, dense_dec.prediction)
+                 and np.array_equal(early_dec.tie, dense_dec.tie)
+                 and np.array_equal(early_dec.time, dense_dec.time))
+    ev = score(res, dec, labels, net.t_max, statistics.median(event_s))
+    return {
+        "samples": n,
+        "dense_samples": n_dense,
+        "event_samples_per_s": event_rate,
+        "event_full_samples_per_s": full_rate,
+        "dense_samples_per_s": dense_rate,
+        "event_vs_dense_ratio": event_rate / dense_rate,
+        "event_full_vs_dense_ratio": full_rate / dense_rate,
+        "agree": agree,
+        "spikes_agree": bool(np.array_equal(full_res.times, dense_res.times)),
+        "accuracy": ev.accuracy,
+        "ties": ev.ties,
+        "mean_decision_time": ev.mean_decision_time,
+        "hidden_spikes_per_sample": ev.hidden_spikes_per_sample,
+        "seconds": {"event": event_s, "event_full": full_s, "dense": dense_s},
+    }
+
+
+def bench_training(net: BinarySNN, events, labels: np.ndarray, repeats: int,
+                   config: TrainConfig | None = None) -> dict:
+    """Training samples/s of one epoch over ``events`` (median of ``repeats`` epochs, after a
+    one-batch warm-up that compiles the kernels). Trains a copy: ``net`` is left as it is."""
+    if config is None:
+        config = replace(TrainConfig(), hidden=tuple(net.sizes[1:-1]), t_max=net.t_max)
+    copy = BinarySNN(net.sizes, net.t_max, net.w.copy(), net.theta.copy(), net.meta)
+    trainer = Trainer(copy, config)
+    warm = min(len(events), config.batch_size)
+    trainer.train_epoch(first(events, warm), labels[:warm], progress=False)
+    rates = [trainer.train_epoch(events, labels, progress=False)["train_samples_per_s"]
+             for _ in range(max(repeats, 1))]
+    return {"train_samples": len(events), "train_batch_size": config.batch_size,
+            "train_samples_per_s": float(statistics.median(rates)), "train_rates": rates}
+
+
+def machine_info() -> dict:
+    """What the figures were measured on."""
+    cpu_model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu_model = next((line.split(":", 1)[1].strip() for line in f
+                              if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"processor": platform.processor(), "cpu_model": cpu_model,
+            "cpu_count": os.cpu_count(), "threads": numba.get_num_threads(),
+            "platform": platform.platform(), "python": sys.version.split()[0],
+            "numpy": np.__version__, "numba": numba.__version__}
+
+
+def fresh_network(train_events, n_classes: int) -> BinarySNN:
+    """A freshly initialised 784-600-10 MNIST network: seed 0, thresholds fitted to up to 512
+    training samples (as :func:`bstdg.train.run_training` starts)."""
+    rng = np.random.default_rng(0)
+    init = np.sort(rng.choice(len(train_events), min(512, len(train_events)), replace=False))
+    sizes = (train_events.n_units, *BENCH_HIDDEN, n_classes)
+    return BinarySNN.initialise(sizes, TrainConfig().t_max, train_events.take(init), rng,
+                                meta={"dataset": "mnist"})
+
+
+def load_model(run) -> tuple[BinarySNN, str]:
+    """The model of a run folder (or .npz file) and the dataset it was trained on."""
+    path = model_path(run)
+    net = BinarySNN.load(path)
+    dataset = net.meta.get("dataset")
+    if not dataset:
+        raise BstdgError(f"{path} does not say which dataset it was trained on (meta['dataset'])")
+    return net, dataset
+
+
+def model_path(run) -> Path:
+    """``run/model.npz`` for a run folder, ``run`` itself for a file; BstdgError if absent."""
+    path = Path(run)
+    if path.is_dir():
+        path = path / "model.npz"
+    if not path.is_file():
+        raise BstdgError(f"no model at {path} (`bstdg train --out RUN` writes RUN/model.npz)")
+    return path
+
+
+def run_benchmark(model=None, samples: int = 10000, dense_samples: int = 256, repeats: int = 5,
+                  data_dir=None) -> dict:
+    """All figures in one run, on the first ``samples`` test (inference) and training
+    (training throughput) samples of the model's dataset (MNIST for the fresh network)."""
+    from .data import load_events
+
+    if model is None:
+        net, dataset, t_max = None, "mnist", TrainConfig().t_max
+    else:
+        net, dataset = load_model(model)
+        t_max = net.t_max
+    train = load_events(dataset, "train", t_max, data_dir, samples)
+    test = load_events(dataset, "test", t_max, data_dir, samples)
+    if net is None:
+        net = fresh_network(train.events, test.n_classes)
+    check_inputs(net, test.events, dataset)
+    result = {"model": None if model is None else str(model_path(model)), "dataset": dataset,
+              "sizes": list(net.sizes), "t_max": net.t_max, "repeats": repeats,
+              "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None}
+    result.update(bench_inference(net, test.events, test.labels, dense_samples, repeats))
+    result.update(bench_training(net, train.events, train.labels, repeats))
+    result.update(machine_info())
+    return result
+
+
+def check_inputs(net: BinarySNN, events, dataset: str) -> None:
+    """BstdgError when the model's input layer does not fit the dataset's encoding."""
+    if events.n_units != net.sizes[0]:
+        raise BstdgError(f"the model expects {net.sizes[0]} inputs, {dataset} encodes "
+                         f"{events.n_units}")
+
+
+def format_report(r: dict) -> str:
+    """The benchmark figures as a few human-readable lines."""
+    net = "-".join(str(s) for s in r["sizes"])
+    model = r["model"] or "fresh network, seed 0"
+    cpu = r["cpu_model"] or r["processor"] or "unknown CPU"
+    load = "n/a" if r["load_average"] is None else f"{r['load_average']:.2f}"
+    return "\n".join([
+        f"network     {net}, t_max {r['t_max']} ({model}), {r['dataset']}",
+        f"machine     {cpu}, {r['cpu_count']} CPUs, {r['threads']} Numba threads, "
+        f"load average {load} at start (other work skews the figures)",
+        f"samples     {r['samples']} test ({r['dense_samples']} for dense), "
+        f"{r['train_samples']} train; median of {r['repeats']}",
+        f"event       {r['event_samples_per_s']:12,.0f} samples/s  (early exit)",
+        f"event full  {r['event_full_samples_per_s']:12,.0f} samples/s  (no early exit)",
+        f"dense       {r['dense_samples_per_s']:12,.0f} samples/s  (time-stepped reference)",
+        f"ratio       {r['event_vs_dense_ratio']:12,.1f} x      (event early exit / dense)",
+        f"train       {r['train_samples_per_s']:12,.0f} samples/s  "
+        f"(batch {r['train_batch_size']})",
+        f"agree       {'yes' if r['agree'] else 'NO'} (decisions), "
+        f"{'yes' if r['spikes_agree'] else 'NO'} (spike times) on {r['dense_samples']} samples",
+        f"accuracy    {r['accuracy']:.4f} (ties {r['ties']}), decision at "
+        f"{r['mean_decision_time']:.1f} steps, {r['hidden_spikes_per_sample']:.1f} hidden "
+        f"spikes/sample",
+    ])

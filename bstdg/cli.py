@@ -1,0 +1,370 @@
+"""Command line: ``bstdg train | eval | bench | data``.
+
+The work is done by plain ``*_command`` functions (keyword arguments named like the options,
+printing as they go and returning what they computed), which tests and scripts call
+directly; :func:`main_cli` only parses the arguments, calls one of them, and turns a user
+error (:class:`~bstdg.errors.BstdgError`, a missing or unwritable file, a bad option) into
+one ``bstdg: error: ...`` line on stderr and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from .errors import BstdgError
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+
+def writable_dir(path, option: str = "--out") -> Path:
+    """Create folder ``path`` if needed and check a file can be written in it."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as exc:
+        raise BstdgError(f"{option} {path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
+def existing_data_dir(data_dir):
+    """``data_dir`` unchanged; BstdgError when it is given but is not a folder (rather than
+    silently falling back to $BSTDG_DATA or ./datasets)."""
+    if data_dir is not None and not Path(data_dir).expanduser().is_dir():
+        raise BstdgError(f"--data-dir {data_dir}: no such folder")
+    return data_dir
+
+
+def to_json(obj) -> str:
+    """JSON text of ``obj``; numpy scalars and arrays become plain numbers and lists."""
+    return json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+
+
+def write_json(path, obj) -> Path:
+    path = Path(path)
+    writable_dir(path.parent)
+    path.write_text(to_json(obj) + "\n")
+    return path
+
+
+# --- train -------------------------------------------------------------------------------
+
+
+def train_command(out, dataset: str = "mnist", hidden=None, epochs=None, seed=None, t_max=None,
+                  limit_train=None, limit_test=None, data_dir=None, batch_size=None, lr_w=None,
+                  lr_theta=None, progress: bool | None = None) -> dict:
+    """Train a network from scratch; ``None`` keeps :class:`~bstdg.train.TrainConfig`'s
+    default. Writes ``out/model.npz`` and ``out/metrics.json``; returns the metrics."""
+    from .data.fetch import locate
+    from .train import TrainConfig, run_training
+
+    locate(dataset, existing_data_dir(data_dir))  # unknown or missing data: fail before any work
+    writable_dir(out)
+    given = dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max, batch_size=batch_size,
+                 lr_w=lr_w, lr_theta=lr_theta)
+    config = replace(TrainConfig(), **{k: v for k, v in given.items() if v is not None})
+    layers = ",".join(str(n) for n in config.hidden)
+    print(f"training on {dataset}: hidden {layers}, {config.epochs} epochs, t_max {config.t_max}, "
+          f"batch {config.batch_size}, seed {config.seed} -> {out}")
+    start = time.perf_counter()
+    result = run_training(config, dataset, out, data_dir, limit_train, limit_test, progress)
+    total = time.perf_counter() - start
+    sizes = "-".join(str(s) for s in result["sizes"])
+    print(f"\n{sizes} on {dataset}, {config.epochs} epochs")
+    print(f"  test accuracy      {result['test_accuracy']:.4f}  (ties {result['test_ties']}, "
+          f"silent {result['test_silent']}; a tie never counts as correct)")
+    print(f"  train accuracy     {result['train_accuracy']:.4f}")
+    print(f"  decision time      {result['mean_decision_time']:.1f} of {config.t_max} steps")
+    print(f"  hidden spikes      {result['hidden_spikes_per_sample']:.1f} per sample "
+          f"(up to the decision)")
+    print(f"  training           {result['train_samples_per_s']:,.0f} samples/s")
+    print(f"  inference          {result['eval_samples_per_s']:,.0f} samples/s (event, early exit)")
+    print(f"  wall time          {result['train_wall_s']:.1f} s training, {total:.1f} s in all")
+    print(f"  saved              {Path(out) / 'model.npz'}, {Path(out) / 'metrics.json'}")
+    return result
+
+
+def hidden_sizes(text: str) -> tuple:
+    """``600`` -> (600,), ``600,300`` -> (600, 300)."""
+    try:
+        sizes = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected layer sizes like 600 or 600,300, got {text!r}")
+    return sizes
+
+
+def positive(kind, minimum=None):
+    """An argparse type: a number of ``kind`` above 0 (at least ``minimum`` when given)."""
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not (value > 0 if minimum is None else value >= minimum):
+            wanted = f"a positive {kind.__name__}" if minimum is None else f"an {kind.__name__} >= {minimum}"
+            raise argparse.ArgumentTypeError(f"expected {wanted}, got {text!r}")
+        return value
+    return parse
+
+
+# --- eval --------------------------------------------------------------------------------
+
+
+def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
+                 as_json: bool = False) -> dict:
+    """Evaluate the model of ``run`` (a run folder or its model.npz) on the test split of
+    the dataset it was trained on, with the event engine or the dense reference."""
+    from .bench import check_inputs, evaluate_dense, load_model, warm_up
+    from .data import load_events
+    from .train import evaluate
+
+    net, dataset = load_model(run)
+    test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test)
+    check_inputs(net, test.events, dataset)
+    if engine == "dense":
+        ev = evaluate_dense(net, test.events, test.labels)
+    else:
+        warm_up(net, test.events)  # load/compile the kernel outside the timed evaluation
+        ev = evaluate(net, test.events, test.labels)
+    result = {"test_accuracy": float(ev.accuracy), "test_ties": int(ev.ties),
+              "test_silent": int(ev.silent), "mean_decision_time": float(ev.mean_decision_time),
+              "hidden_spikes_per_sample": float(ev.hidden_spikes_per_sample),
+              "eval_samples_per_s": float(ev.samples_per_s), "engine": engine,
+              "n_samples": len(test.labels), "dataset": dataset, "sizes": list(net.sizes),
+              "t_max": net.t_max}
+    if as_json:
+        print(json.dumps(result))
+    else:
+        sizes = "-".join(str(s) for s in net.sizes)
+        print(f"{sizes} (t_max {net.t_max}) on {len(test.labels)} {dataset} test samples, "
+              f"{engine} engine")
+        print(f"  test accuracy      {ev.accuracy:.4f}  (ties {ev.ties}, silent {ev.silent})")
+        print(f"  decision time      {ev.mean_decision_time:.1f} steps")
+        print(f"  hidden spikes      {ev.hidden_spikes_per_sample:.1f} per sample")
+        print(f"  speed              {ev.samples_per_s:,.0f} samples/s")
+    return result
+
+
+# --- bench -------------------------------------------------------------------------------
+
+
+def bench_command(model=None, samples: int = 10000, dense_samples: int = 256, repeats: int = 5,
+                  data_dir=None, as_json: bool = False, out=None) -> dict:
+    """Measure inference and training throughput (see :mod:`bstdg.bench`); print the figures
+    (or one JSON object) and, with ``out``, write the JSON there too."""
+    from .bench import format_report, run_benchmark
+
+    data_dir = existing_data_dir(data_dir)
+    if out is not None:
+        writable_dir(Path(out).parent)
+    result = run_benchmark(model, samples, dense_samples, repeats, data_dir)
+    print(to_json(result) if as_json else format_report(result))
+    if out is not None:
+        write_json(out, result)
+        if not as_json:
+            print(f"wrote {out}")
+    return result
+
+
+def add_bench_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``bstdg bench`` (shared with ``benchmarks/bench_inference.py``)."""
+    p.add_argument("--model", help="run folder or model.npz (default: a fresh 784-600-10 "
+                                   "network, seed 0)")
+    p.add_argument("--samples", type=positive(int), default=10000,
+                   help="test samples for event inference, and training samples (default 10000)")
+    p.add_argument("--dense-samples", type=positive(int), default=256,
+                   help="test samples for the slow dense reference (default 256)")
+    p.add_argument("--repeats", type=positive(int), default=5,
+                   help="timed runs per figure; the median is reported (default 5)")
+    p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
+    p.add_argument("--json", dest="as_json", action="store_true",
+                   help="print one JSON object instead of text")
+
+
+# --- data --------------------------------------------------------------------------------
+
+
+def data_list_command(data_dir=None) -> list:
+    """Print each known dataset, whether it is present and where it was looked for."""
+    from .data import fetch as fetch_mod
+
+    rows = fetch_mod.data_list(existing_data_dir(data_dir))
+    width = max(len(row.name) for row in rows) + 2
+    print(f"{'name':<{width}}files  present  where")
+    for row in rows:
+        where = str(row.found) if row.present else "looked in " + ", ".join(map(str, row.searched))
+        print(f"{row.name:<{width}}{len(row.files):>5}  {'yes' if row.present else 'no':<7}  {where}")
+    for files in dict.fromkeys(row.files for row in rows):
+        names = ", ".join(row.name for row in rows if row.files == files)
+        print(f"files of {names} (raw or .gz): {', '.join(files)}")
+    return rows
+
+
+def data_verify_command(name: str, data_dir=None) -> dict:
+    """Check the checksums of dataset ``name`` where it is found; BstdgError if any fails."""
+    from .data import fetch as fetch_mod
+
+    folder = fetch_mod.locate(name, existing_data_dir(data_dir))
+    checks = fetch_mod.verify(name, folder)
+    for file, ok in checks.items():
+        print(f"{'ok' if ok else 'BAD':<4}{file}")
+    bad = [file for file, ok in checks.items() if not ok]
+    if bad:
+        raise BstdgError(f"{name} in {folder}: {len(bad)} of {len(checks)} files fail "
+                         f"verification ({', '.join(bad)}); delete them and run "
+                         f"`bstdg data fetch {name}`")
+    print(f"{name}: all {len(checks)} files verified in {folder}")
+    return checks
+
+
+def data_fetch_command(name: str, data_dir=None, dest="datasets") -> Path:
+    """Make verified files of ``name`` available: nothing to do when a verified copy is
+    already found in the search order, else download into ``dest/<name>``."""
+    from .data import fetch as fetch_mod
+    from .errors import DataError
+
+    fetch_mod.get_spec(name)
+    data_dir = existing_data_dir(data_dir)
+    try:
+        folder = fetch_mod.locate(name, data_dir)
+    except DataError:
+        folder = None
+    if folder is not None:
+        if all(fetch_mod.verify(name, folder).values()):
+            print(f"{name}: already present and verified in {folder}; nothing to do")
+            return folder
+        print(f"{name}: {folder} holds files that fail verification; fetching into "
+              f"{Path(dest) / name}")
+    writable_dir(dest, "--dest")
+    fetched = fetch_mod.fetch(name, dest)
+    print(f"{name}: fetched and verified into {fetched}")
+    try:
+        used = fetch_mod.locate(name, data_dir)
+    except DataError:
+        used = None
+    if used is None or used.resolve() != fetched.resolve():
+        print(f"note: bstdg will read {name} from {used or 'elsewhere'}, not {fetched}: the "
+              f"search order is --data-dir, $BSTDG_DATA, ./datasets (pass --data-dir {dest})")
+    return fetched
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``bstdg: error: <what> (see <prog> --help)``."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+class UsageError(BstdgError):
+    pass
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="bstdg", description="Binarized single-spike SNNs trained with "
+                                              "spike-timing-dependent gradients.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+
+    p = commands.add_parser("train", help="train a network and write model.npz + metrics.json")
+    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
+    p.add_argument("--hidden", type=hidden_sizes, help="hidden layer sizes: 600 or 600,300")
+    p.add_argument("--epochs", type=positive(int))
+    p.add_argument("--out", required=True, help="run folder, e.g. runs/mnist")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--t-max", type=positive(int, minimum=2), help="time steps of the latency code")
+    p.add_argument("--limit-train", type=positive(int), help="use the first N training samples")
+    p.add_argument("--limit-test", type=positive(int), help="use the first N test samples")
+    p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
+    p.add_argument("--batch-size", type=positive(int))
+    p.add_argument("--lr-w", type=positive(float), help="Adam learning rate of the latent weights")
+    p.add_argument("--lr-theta", type=positive(float), help="Adam learning rate of the thresholds")
+    p.set_defaults(func=train_command)
+
+    p = commands.add_parser("eval", help="evaluate a trained model on its test split")
+    p.add_argument("run", help="run folder (holding model.npz) or a model .npz file")
+    p.add_argument("--engine", choices=("event", "dense"), default="event",
+                   help="event-driven engine (default) or the time-stepped reference")
+    p.add_argument("--limit-test", type=positive(int), help="use the first N test samples")
+    p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
+    p.add_argument("--json", dest="as_json", action="store_true",
+                   help="print one JSON object instead of text")
+    p.set_defaults(func=eval_command)
+
+    p = commands.add_parser("bench", help="inference (event vs dense) and training throughput")
+    add_bench_arguments(p)
+    p.add_argument("--out", help="also write the JSON to this file")
+    p.set_defaults(func=bench_command)
+
+    data = commands.add_parser("data", help="list, fetch or verify datasets")
+    actions = data.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
+    p = actions.add_parser("list", help="known datasets, where they are looked for and found")
+    p.add_argument("--data-dir", help="extra folder to search first")
+    p.set_defaults(func=data_list_command)
+    p = actions.add_parser("fetch", help="download and verify a dataset (unless present)")
+    p.add_argument("name")
+    p.add_argument("--data-dir", help="extra folder to search first")
+    p.add_argument("--dest", default="datasets", help="where to download to (default datasets/)")
+    p.set_defaults(func=data_fetch_command)
+    p = actions.add_parser("verify", help="check the checksums of a dataset where it is found")
+    p.add_argument("name")
+    p.add_argument("--data-dir", help="extra folder to search first")
+    p.set_defaults(func=data_verify_command)
+    return parser
+
+
+def run_guarded(func, /, **kwargs) -> int:
+    """Call ``func(**kwargs)``; a user error becomes one line on stderr and exit status 1."""
+    try:
+        func(**kwargs)
+    except BstdgError as exc:
+        return fail(str(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR)
+    except OSError as exc:  # missing or unwritable file not caught closer to its source
+        where = f"{exc.filename}: " if exc.filename else ""
+        return fail(f"{where}{exc.strerror or exc}", EXIT_ERROR)
+    except KeyboardInterrupt:
+        return fail("interrupted", EXIT_INTERRUPTED)
+    return 0
+
+
+def fail(message: str, status: int) -> int:
+    print(f"bstdg: error: {' '.join(message.split())}", file=sys.stderr)
+    return status
+
+
+def main_cli(argv=None) -> int:
+    """Entry point of the ``bstdg`` console script; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = vars(parser.parse_args(argv))
+    except UsageError as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    func = args.pop("func", None)
+    if func is None:
+        if args.get("command") == "data":
+            return fail("missing ACTION: list, fetch or verify (see `bstdg data --help`)", EXIT_USAGE)
+        return fail("missing COMMAND: train, eval, bench or data (see `bstdg --help`)", EXIT_USAGE)
+    args.pop("command", None)
+    args.pop("action", None)
+    return run_guarded(func, **args)
+
+
+if __name__ == "__main__":
+    sys.exit(main_cli())
