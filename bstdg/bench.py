@@ -24,55 +24,13 @@ from pathlib import Path
 import numba
 import numpy as np
 
-from . import metrics
-from .engine import BinaryNet, ForwardResult
-from .engine.dense import if_network_forward_dense
-from .engine.event import if_network_forward
 from .errors import BstdgError
+from .evaluation import forward_decisions, score
 from .network import BinarySNN
-from .train import Evaluation, TrainConfig, Trainer
+from .train import TrainConfig, Trainer, initial_network
 
 BENCH_HIDDEN = (600,)  # the untrained benchmark network is 784-600-10
 WARMUP_SAMPLES = 64  # the warm-up call (Numba compilation) runs on this many samples
-
-
-def forward_decisions(bn: BinaryNet, events, engine: str = "event", stop_at_decision: bool = True
-                      ) -> tuple[ForwardResult, metrics.Decision]:
-    """Forward pass on ``engine`` (``event`` or ``dense``) plus the prediction rule.
-
-    ``stop_at_decision`` applies to the event engine only (the dense reference always runs
-    all ``t_max`` steps)."""
-    if engine == "dense":
-        result = if_network_forward_dense(bn, events)
-    elif engine == "event":
-        result = if_network_forward(bn, events, stop_at_decision)
-    else:
-        raise BstdgError(f"unknown engine {engine!r}; expected event or dense")
-    return result, metrics.decide(result.output_times, result.decision_potential, bn.t_max)
-
-
-def score(result: ForwardResult, decision: metrics.Decision, labels: np.ndarray, t_max: int,
-          elapsed_s: float) -> Evaluation:
-    """The evaluation figures of one forward pass (same definitions as
-    :func:`bstdg.train.evaluate`)."""
-    n = max(len(labels), 1)
-    return Evaluation(
-        accuracy=float(metrics.correct(decision, labels).sum() / n),
-        ties=int(decision.tie.sum()),
-        silent=int((decision.time >= t_max).sum()),
-        mean_decision_time=float(decision.time.sum() / n),
-        hidden_spikes_per_sample=float(
-            metrics.hidden_spikes_before_decision(result, decision, t_max).sum() / n),
-        samples_per_s=n / elapsed_s if elapsed_s > 0 else float("inf"))
-
-
-def evaluate_dense(net: BinarySNN, events, labels: np.ndarray) -> Evaluation:
-    """:func:`bstdg.train.evaluate`, but on the time-stepped reference simulator (slow;
-    the figures must come out identical)."""
-    bn = net.binary()
-    start = time.perf_counter()
-    result, decision = forward_decisions(bn, events, "dense")
-    return score(result, decision, labels, net.t_max, time.perf_counter() - start)
 
 
 def warm_up(net: BinarySNN, events) -> None:
@@ -145,8 +103,7 @@ def bench_training(net: BinarySNN, events, labels: np.ndarray, repeats: int,
     one-batch warm-up that compiles the kernels). Trains a copy: ``net`` is left as it is."""
     if config is None:
         config = replace(TrainConfig(), hidden=tuple(net.sizes[1:-1]), t_max=net.t_max)
-    copy = BinarySNN(net.sizes, net.t_max, net.w.copy(), net.theta.copy(), net.meta)
-    trainer = Trainer(copy, config)
+    trainer = Trainer(net.copy(), config)
     warm = min(len(events), config.batch_size)
     trainer.train_epoch(first(events, warm), labels[:warm], progress=False)
     rates = [trainer.train_epoch(events, labels, progress=False)["train_samples_per_s"]
@@ -171,13 +128,9 @@ def machine_info() -> dict:
 
 
 def fresh_network(train_events, n_classes: int) -> BinarySNN:
-    """A freshly initialised 784-600-10 MNIST network: seed 0, thresholds fitted to up to 512
-    training samples (as :func:`bstdg.train.run_training` starts)."""
-    rng = np.random.default_rng(0)
-    init = np.sort(rng.choice(len(train_events), min(512, len(train_events)), replace=False))
-    sizes = (train_events.n_units, *BENCH_HIDDEN, n_classes)
-    return BinarySNN.initialise(sizes, TrainConfig().t_max, train_events.take(init), rng,
-                                meta={"dataset": "mnist"})
+    """A freshly initialised 784-600-10 MNIST network, seed 0 (as ``bstdg train`` starts)."""
+    config = replace(TrainConfig(), hidden=BENCH_HIDDEN, seed=0)
+    return initial_network(config, train_events, n_classes, meta={"dataset": "mnist"})
 
 
 def load_model(run) -> tuple[BinarySNN, str]:

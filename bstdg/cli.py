@@ -128,18 +128,16 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
                  as_json: bool = False) -> dict:
     """Evaluate the model of ``run`` (a run folder or its model.npz) on the test split of
     the dataset it was trained on, with the event engine or the dense reference."""
-    from .bench import check_inputs, evaluate_dense, load_model, warm_up
+    from .bench import check_inputs, load_model, warm_up
     from .data import load_events
-    from .train import evaluate
+    from .evaluation import evaluate
 
     net, dataset = load_model(run)
     test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test)
     check_inputs(net, test.events, dataset)
-    if engine == "dense":
-        ev = evaluate_dense(net, test.events, test.labels)
-    else:
+    if engine == "event":
         warm_up(net, test.events)  # load/compile the kernel outside the timed evaluation
-        ev = evaluate(net, test.events, test.labels)
+    ev = evaluate(net, test.events, test.labels, engine)
     result = {"test_accuracy": float(ev.accuracy), "test_ties": int(ev.ties),
               "test_silent": int(ev.silent), "mean_decision_time": float(ev.mean_decision_time),
               "hidden_spikes_per_sample": float(ev.hidden_spikes_per_sample),

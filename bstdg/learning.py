@@ -28,23 +28,32 @@ import numpy as np
 class LearningRule:
     """Parameters of the timing-dependent learning rule (times in time steps)."""
 
-    loss: str = "hinge"  # "hinge" (margin on the correct output) or "s4nn" (relative targets)
+    loss: str = "hinge"  # "hinge", "s4nn", "ce" or "target" (see output_error)
+    t_target: float = 32.0  # "target" loss: when the correct output should fire, time steps
     margin: float = 5.0  # gamma: how many steps the correct output must lead the others
+    tau_ce: float = 10.0  # temperature of the "ce" loss, time steps
     tau_w: float = 0.0  # time constant of the weight factor g (0: constant 1)
     tau_t: float = 0.0  # time constant of the back-propagated factor h (0: constant 1)
+    anti: float = 0.0  # scale of the anti-causal (late or silent pre neuron) factor (0: off)
+    tau_anti: float = 0.0  # its time constant (0: constant)
     normalise: bool = True  # scale each sample's delta vector to unit L2 norm, per layer
     target_rate: float = 0.0  # hidden firing probability the homeostatic term steers to (0: off)
     homeostasis: float = 0.0  # weight of the homeostatic threshold term
+    no_futile: bool = False  # drop "fire earlier" pushes on neurons that fired with their first input
 
     def __post_init__(self):
-        if self.loss not in ("hinge", "s4nn"):
+        if self.loss not in ("hinge", "s4nn", "ce", "target", "decision"):
             raise ValueError(f"unknown loss {self.loss!r} (use 'hinge' or 's4nn')")
 
 
 def timing_factor(tau: float, t_max: int) -> np.ndarray:
-    """Table ``f[d] = exp(-d / tau)`` for ``d = 0..t_max`` (all ones when ``tau <= 0``)."""
+    """Table ``f[d] = exp(-d / tau)`` for ``d = 0..t_max`` (all ones when ``tau == 0``; a
+    negative ``tau`` gives a factor that grows with ``d``, normalised to ``f[t_max] = 1``)."""
     d = np.arange(t_max + 1, dtype=np.float64)
-    return (np.exp(-d / tau) if tau > 0 else np.ones_like(d)).astype(np.float32)
+    if tau == 0:
+        return np.ones_like(d, dtype=np.float32)
+    f = np.exp(-d / tau)
+    return (f / f.max()).astype(np.float32)
 
 
 def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: LearningRule) -> np.ndarray:
@@ -67,6 +76,18 @@ def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: Le
         violating = wrong & (t_c[:, None] + rule.margin > t)
         delta[rows, labels] = violating.sum(axis=1)
         delta[violating & (t < t_max)] = -1.0
+    elif rule.loss == "target":
+        late = wrong & (t < t_c[:, None] + rule.margin)
+        delta = np.where(late & (t < t_max), t - (t_c[:, None] + rule.margin), 0.0).astype(np.float32)
+        delta[rows, labels] = t_c - rule.t_target
+        delta /= t_max
+    elif rule.loss == "ce":
+        z = -(t - t.min(axis=1, keepdims=True)) / rule.tau_ce
+        p = np.exp(z)
+        p /= p.sum(axis=1, keepdims=True)
+        delta = -p
+        delta[rows, labels] += 1.0
+        delta[(t >= t_max) & wrong] = 0.0
     else:
         t_min = t.min(axis=1)
         target = np.where(wrong & (t < t_min[:, None] + rule.margin), t_min[:, None] + rule.margin, t)
@@ -76,6 +97,22 @@ def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: Le
     return delta
 
 
+def decision_error(out_times, potential, thresholds, labels, t_max, rule):
+    """Margin loss on the output drives ``d_j = U_j(t*) - theta_j`` at the decision time
+    ``t*`` (first output spike; ``t_max - 1`` if none): the correct output should have
+    reached its threshold by ``t*`` with margin, every wrong one stay ``margin`` below it.
+    Returns ``(delta, post_times)`` where every output's post time is ``t*``: only hidden
+    spikes up to ``t*`` can change the decision, so the gradient is anchored there."""
+    n, n_out = out_times.shape
+    rows = np.arange(n)
+    t_star = np.minimum(out_times.min(axis=1), t_max - 1)
+    drive = potential.astype(np.float32) - thresholds[None, :]
+    delta = np.where(drive > -rule.margin, -1.0, 0.0).astype(np.float32)
+    delta[rows, labels] = np.where(drive[rows, labels] < rule.margin, 1.0, 0.0)
+    post = np.repeat(t_star[:, None], n_out, axis=1).astype(np.int32)
+    return delta, post
+
+
 def normalise_rows(delta: np.ndarray) -> np.ndarray:
     """Each sample's delta vector scaled to unit L2 norm (zero rows stay zero)."""
     norm = np.sqrt((delta.astype(np.float64) ** 2).sum(axis=1, keepdims=True))
@@ -83,22 +120,21 @@ def normalise_rows(delta: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, parallel=True)
-def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t_max, h):
-    """``dL/dt_i = sum_{j: t_i <= t_j} delta_j * b_ji * h[t_j - t_i]`` for the hidden layer
-    whose spike times are ``pre_times`` (B, n_pre); silent pre neurons get 0."""
+def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t_max, h, h_anti):
+    """``dL/dt_i = sum_j delta_j * b_ji * k(t_j - t_i)`` for the hidden layer whose spike
+    times are ``pre_times`` (B, n_pre), with ``k(d) = h[d]`` for causal pairs (``d >= 0``)
+    and ``k(d) = h_anti[-d]`` for pre spikes that came too late (or never: ``t_i = t_max``)."""
     n_samples, n_pre = pre_times.shape
     delta_pre = np.zeros((n_samples, n_pre), np.float32)
     for b in numba.prange(n_samples):
         for i in range(n_pre):
             ti = pre_times[b, i]
-            if ti >= t_max:
-                continue
             row = w_off + i * n_post
             acc = 0.0
             for j in range(n_post):
                 tj = post_times[b, j]
-                if ti <= tj:
-                    acc += delta_post[b, j] * W[row + j] * h[tj - ti]
+                k = h[tj - ti] if ti <= tj else h_anti[ti - tj]
+                acc += delta_post[b, j] * W[row + j] * k
             delta_pre[b, i] = acc
     return delta_pre
 

@@ -48,6 +48,9 @@ class BinarySNN:
     def threshold(self, l: int) -> np.ndarray:
         return self.theta[self.n_off[l]:self.n_off[l + 1]]
 
+    def copy(self) -> "BinarySNN":
+        return BinarySNN(self.sizes, self.t_max, self.w.copy(), self.theta.copy(), self.meta)
+
     def integer_thresholds(self) -> np.ndarray:
         return np.maximum(np.ceil(self.theta - 1e-4), 1).astype(np.int32)
 
@@ -62,11 +65,11 @@ class BinarySNN:
     # ------------------------------------------------------------------ creation
     @classmethod
     def initialise(cls, sizes, t_max: int, events: SpikeEvents, rng: np.random.Generator,
-                   fire_quantiles=None, meta: dict | None = None) -> "BinarySNN":
+                   fire_quantiles=None, w_init=(-0.1, 0.1), meta: dict | None = None) -> "BinarySNN":
         """Mixed-sign random latent weights, thresholds fitted to data.
 
-        Latent weights are uniform in ``[-0.1, 0.1]`` (so the ±1 weights are balanced and
-        sign flips happen independently). Layer by layer, each neuron's threshold is set to
+        Latent weights are uniform in ``w_init`` (default ``[-0.1, 0.1]``: balanced ±1
+        weights whose sign flips happen independently). Layer by layer, each neuron's threshold is set to
         the ``q``-quantile of its peak potential over the sample ``events``, so it fires on
         about ``1 - q`` of the samples; ``fire_quantiles`` gives ``q`` per layer (default 0.5
         for hidden layers, 0.2 for the output layer).
@@ -76,7 +79,7 @@ class BinarySNN:
         if fire_quantiles is None:
             fire_quantiles = [0.5] * (n_layers - 1) + [0.2]
         n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-        w = rng.uniform(-0.1, 0.1, n_w).astype(np.float32)
+        w = rng.uniform(w_init[0], w_init[1], n_w).astype(np.float32)
         net = cls(sizes, t_max, w, np.ones(sum(sizes[1:]), np.float32), meta)
         layer_in = events
         for l in range(n_layers):

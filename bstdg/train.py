@@ -12,9 +12,10 @@ import numba
 import numpy as np
 
 from . import metrics
+from .evaluation import evaluate
 from .encoding import SpikeEvents
 from .engine.event import if_network_batch
-from .learning import (LearningRule, backprop_timing_error, normalise_rows, output_error,
+from .learning import (LearningRule, backprop_timing_error, decision_error, normalise_rows, output_error,
                        timing_factor, weight_gradient)
 from .network import BinarySNN
 from .optim import Adam, binarize
@@ -36,40 +37,6 @@ class TrainConfig:
     rule: LearningRule = field(default_factory=LearningRule)
 
 
-@dataclass
-class Evaluation:
-    accuracy: float
-    ties: int
-    silent: int
-    mean_decision_time: float
-    hidden_spikes_per_sample: float
-    samples_per_s: float
-
-
-def evaluate(net: BinarySNN, events: SpikeEvents, labels: np.ndarray, batch_size: int = 2048) -> Evaluation:
-    """Early-exit inference on the event engine, scored with the prediction rule."""
-    bn = net.binary()
-    W, w_off, sizes, theta, n_off = bn.packed()
-    correct = ties = silent = 0
-    decision_sum = spikes_sum = 0.0
-    start = time.perf_counter()
-    for lo in range(0, len(events), batch_size):
-        batch = events.take(np.arange(lo, min(lo + batch_size, len(events))))
-        times, potential = if_network_batch(batch.times, batch.units, batch.ptr, W, w_off, sizes,
-                                            theta, n_off, net.t_max, True)
-        out = times[:, n_off[-2]:]
-        d = metrics.decide(out, potential, net.t_max)
-        correct += metrics.correct(d, labels[lo:lo + len(batch)]).sum()
-        ties += d.tie.sum()
-        silent += (d.time >= net.t_max).sum()
-        decision_sum += d.time.sum()
-        hidden = times[:, :n_off[-2]]
-        spikes_sum += ((hidden <= d.time[:, None]) & (hidden < net.t_max)).sum()
-    elapsed = time.perf_counter() - start
-    n = max(len(events), 1)
-    return Evaluation(correct / n, int(ties), int(silent), decision_sum / n, spikes_sum / n, n / elapsed)
-
-
 class Trainer:
     """Holds the network, the optimisers and the timing tables; ``train_epoch`` does one pass."""
 
@@ -81,6 +48,7 @@ class Trainer:
         self.opt_theta = Adam(net.theta.size, config.lr_theta, lo=1.0)
         self.g = timing_factor(config.rule.tau_w, net.t_max)
         self.h = timing_factor(config.rule.tau_t, net.t_max)
+        self.h_anti = config.rule.anti * timing_factor(config.rule.tau_anti, net.t_max)
         self.w_bin = np.empty(net.w.size, np.int8)
         binarize(net.w, self.w_bin)
         self.grad_w = np.zeros(net.w.size, np.float32)
@@ -96,11 +64,20 @@ class Trainer:
         n = len(batch)
         grad_theta = np.zeros(net.theta.size, np.float32)
         out_times = times[:, net.n_off[-2]:]
-        delta = output_error(out_times, labels, t_max, rule)
+        counts = np.diff(batch.ptr)
+        first_input = np.where(counts > 0, batch.times[np.minimum(batch.ptr[:-1], len(batch.times) - 1)], t_max)
+        if rule.loss == "decision":
+            delta, anchored = decision_error(out_times, potential, theta_int[net.n_off[-2]:], labels,
+                                             t_max, rule)
+        else:
+            delta, anchored = output_error(out_times, labels, t_max, rule), out_times
+        if rule.no_futile:
+            first_hidden = times[:, :net.n_off[-2]].min(axis=1)
+            delta[(out_times <= first_hidden[:, None]) & (delta > 0)] = 0.0
         for l in reversed(range(net.n_layers)):
             if rule.normalise:
                 delta = normalise_rows(delta)
-            post = times[:, net.n_off[l]:net.n_off[l + 1]]
+            post = anchored if l == net.n_layers - 1 else times[:, net.n_off[l]:net.n_off[l + 1]]
             if l == 0:
                 pre = batch
             else:
@@ -116,7 +93,10 @@ class Trainer:
             grad_theta[net.n_off[l]:net.n_off[l + 1]] = gth
             if l > 0:
                 delta = backprop_timing_error(pre_times, post, delta, self.w_bin, net.w_off[l],
-                                              net.sizes[l + 1], t_max, self.h)
+                                              net.sizes[l + 1], t_max, self.h, self.h_anti)
+                if rule.no_futile:
+                    # A neuron that fired with the sample's first input spikes cannot fire earlier.
+                    delta[(pre_times <= first_input[:, None]) & (delta > 0)] = 0.0
         decay = self.config.lr_decay ** self.epoch
         self.opt_w.step(net.w, self.grad_w, self.config.lr_w * decay)
         self.opt_theta.step(net.theta, grad_theta, self.config.lr_theta * decay)
@@ -156,17 +136,14 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
     ``out_dir/model.npz`` and ``out_dir/metrics.json``. Returns the metrics dict."""
     from .data import load_events
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     train = load_events(dataset, "train", config.t_max, data_dir, limit_train)
     test = load_events(dataset, "test", config.t_max, data_dir, limit_test)
-    rng = np.random.default_rng(config.seed)
-    sizes = (train.events.n_units, *config.hidden, train.n_classes)
-    init_idx = rng.choice(len(train.events), min(512, len(train.events)), replace=False)
-    meta = {"dataset": dataset, "encoder": {"kind": "latency", "t_max": config.t_max,
-                                            "formula": "t = round((1 - x) * (t_max - 1)), no spike if x <= 0",
-                                            "input_scale": "uint8 / 255"}}
-    net = BinarySNN.initialise(sizes, config.t_max, train.events.take(np.sort(init_idx)), rng, meta=meta)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    meta = {"dataset": dataset, "encoder": {
+        "kind": "latency", "t_max": config.t_max, "input_scale": "uint8 / 255",
+        "formula": "t = round((1 - x) * (t_max - 1)); no spike (t_max) if x <= 0"}}
+    net = initial_network(config, train.events, train.n_classes, meta)
     trainer = Trainer(net, config)
     history = []
     wall = 0.0
@@ -193,7 +170,8 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
         "test_silent": test_eval.silent,
         "epochs": config.epochs,
         "train_wall_s": wall,
-        "train_samples_per_s": np.median([h["train_samples_per_s"] for h in history]),
+        "train_samples_per_s": float(np.median([h["train_samples_per_s"] for h in history]))
+        if history else 0.0,
         "eval_samples_per_s": test_eval.samples_per_s,
         "hidden_spikes_per_sample": test_eval.hidden_spikes_per_sample,
         "mean_decision_time": test_eval.mean_decision_time,
@@ -204,6 +182,16 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
     with open(out_dir / "metrics.json", "w") as f:
         json.dump(result, f, indent=2, default=float)
     return result
+
+
+def initial_network(config: TrainConfig, train_events: SpikeEvents, n_classes: int,
+                    meta: dict | None = None) -> BinarySNN:
+    """The network a run starts from: sizes from the data and ``config.hidden``, thresholds
+    fitted to up to 512 training samples drawn with ``config.seed``."""
+    rng = np.random.default_rng(config.seed)
+    sizes = (train_events.n_units, *config.hidden, n_classes)
+    init_idx = np.sort(rng.choice(len(train_events), min(512, len(train_events)), replace=False))
+    return BinarySNN.initialise(sizes, config.t_max, train_events.take(init_idx), rng, meta=meta)
 
 
 def config_dict(config: TrainConfig) -> dict:

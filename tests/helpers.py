@@ -1,0 +1,49 @@
+"""Small generated networks and inputs shared by the tests (no files, no network)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bstdg.encoding import SpikeEvents, encode_latency, times_to_events
+from bstdg.engine import BinaryNet
+
+
+def random_net(rng, sizes, t_max, max_threshold=5) -> BinaryNet:
+    """±1 weights (60 % positive) and thresholds in 1..max_threshold."""
+    weights = tuple(np.where(rng.random((a, b)) < 0.6, 1, -1).astype(np.int8)
+                    for a, b in zip(sizes[:-1], sizes[1:]))
+    thresholds = tuple(rng.integers(1, max_threshold + 1, b).astype(np.int32) for b in sizes[1:])
+    return BinaryNet(weights, thresholds, t_max)
+
+
+def random_latency_events(rng, n_samples, n_inputs, t_max, p_silent=0.3) -> SpikeEvents:
+    x = rng.random((n_samples, n_inputs))
+    x[x < p_silent] = 0.0
+    return times_to_events(encode_latency(x, t_max), t_max)
+
+
+def random_multi_spike_events(rng, n_samples, n_inputs, t_max, mean_spikes=20) -> SpikeEvents:
+    """Audio-like input: a channel may spike many times (several spikes in one step too)."""
+    counts = rng.poisson(mean_spikes, n_samples)
+    times, units = [], []
+    for c in counts:
+        t = np.sort(rng.integers(0, t_max, c)).astype(np.int32)
+        times.append(t)
+        units.append(rng.integers(0, n_inputs, c).astype(np.int32))
+    ptr = np.zeros(n_samples + 1, np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return SpikeEvents(np.concatenate(times), np.concatenate(units), ptr, n_inputs)
+
+
+def digit_like_images(rng, n, size=28) -> np.ndarray:
+    """uint8 images with MNIST's statistics: mostly black, a thick bright stroke with
+    grey anti-aliased edges."""
+    images = np.zeros((n, size, size), np.float64)
+    yy, xx = np.mgrid[0:size, 0:size]
+    for k in range(n):
+        for _ in range(rng.integers(2, 4)):
+            cy, cx = rng.uniform(size / 4, 3 * size / 4, 2)
+            ry, rx = rng.uniform(size / 9, size / 3.5, 2)
+            ring = np.abs(np.hypot((yy - cy) / ry, (xx - cx) / rx) - 1.0)
+            images[k] = np.maximum(images[k], np.clip(1.5 - 6 * ring, 0, 1))
+    return np.rint(images * 255).astype(np.uint8)

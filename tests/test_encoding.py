@@ -1,0 +1,31 @@
+import numpy as np
+import pytest
+
+from bstdg.encoding import encode_latency, times_to_events
+
+
+def test_latency_code_values():
+    t = encode_latency(np.array([0, 255, 128, 1], np.uint8), t_max=256)
+    np.testing.assert_array_equal(t, [256, 0, 127, 254])
+    t = encode_latency(np.array([0.0, 1.0, 0.5, 0.05]), t_max=11, floor=0.1)
+    np.testing.assert_array_equal(t, [11, 0, 5, 11])
+
+
+def test_latency_code_rejects_out_of_range():
+    with pytest.raises(ValueError):
+        encode_latency(np.array([1.5]), 10)
+    with pytest.raises(ValueError):
+        encode_latency(np.array([0.5]), 1)
+
+
+def test_events_are_time_sorted_and_drop_silent_units():
+    times = np.array([[5, 10, 0, 3], [10, 10, 10, 10], [1, 1, 0, 9]])
+    ev = times_to_events(times, t_max=10)
+    np.testing.assert_array_equal(ev.ptr, [0, 3, 3, 7])
+    np.testing.assert_array_equal(ev.times, [0, 3, 5, 0, 1, 1, 9])
+    np.testing.assert_array_equal(ev.units, [2, 3, 0, 2, 0, 1, 3])
+    sub = ev.take(np.array([2, 0]))
+    np.testing.assert_array_equal(sub.ptr, [0, 4, 7])
+    np.testing.assert_array_equal(sub.units, [2, 0, 1, 3, 2, 3, 0])
+    raster = ev.rasters(10)
+    assert raster.shape == (3, 10, 4) and raster.sum() == 7 and raster[0, 5, 0] == 1
