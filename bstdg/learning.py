@@ -28,22 +28,19 @@ import numpy as np
 class LearningRule:
     """Parameters of the timing-dependent learning rule (times in time steps)."""
 
-    loss: str = "hinge"  # "hinge", "s4nn", "ce" or "target" (see output_error)
-    t_target: float = 32.0  # "target" loss: when the correct output should fire, time steps
+    loss: str = "s4nn"  # "s4nn" (relative targets), "hinge" (margin) or "ce" (see output_error)
     margin: float = 5.0  # gamma: how many steps the correct output must lead the others
     tau_ce: float = 10.0  # temperature of the "ce" loss, time steps
     tau_w: float = 0.0  # time constant of the weight factor g (0: constant 1)
     tau_t: float = 0.0  # time constant of the back-propagated factor h (0: constant 1)
-    anti: float = 0.0  # scale of the anti-causal (late or silent pre neuron) factor (0: off)
-    tau_anti: float = 0.0  # its time constant (0: constant)
+    anti: float = 1.0  # scale of the anti-causal (late or silent pre neuron) factor (0: off)
+    tau_anti: float = 20.0  # its time constant (0: constant)
     normalise: bool = True  # scale each sample's delta vector to unit L2 norm, per layer
-    target_rate: float = 0.0  # hidden firing probability the homeostatic term steers to (0: off)
-    homeostasis: float = 0.0  # weight of the homeostatic threshold term
     no_futile: bool = False  # drop "fire earlier" pushes on neurons that fired with their first input
 
     def __post_init__(self):
-        if self.loss not in ("hinge", "s4nn", "ce", "target", "decision"):
-            raise ValueError(f"unknown loss {self.loss!r} (use 'hinge' or 's4nn')")
+        if self.loss not in ("s4nn", "hinge", "ce"):
+            raise ValueError(f"unknown loss {self.loss!r} (use 's4nn', 'hinge' or 'ce')")
 
 
 def timing_factor(tau: float, t_max: int) -> np.ndarray:
@@ -64,6 +61,8 @@ def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: Le
       pushed later itself (-1), unless it is already silent.
     * ``s4nn``: targets ``T_c = min(t_min, t_max - margin)`` and ``T_j = t_min + margin`` for
       wrong outputs firing before that, ``L = 1/2 sum_j (t_j - T_j)^2 / t_max``.
+    * ``ce``: cross-entropy of ``softmax(-t / tau_ce)`` (use with ``no_futile``).
+    Silent wrong outputs get no error: they cannot fire any later.
     """
     t = out_times.astype(np.float32)
     n, n_out = t.shape
@@ -76,11 +75,6 @@ def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: Le
         violating = wrong & (t_c[:, None] + rule.margin > t)
         delta[rows, labels] = violating.sum(axis=1)
         delta[violating & (t < t_max)] = -1.0
-    elif rule.loss == "target":
-        late = wrong & (t < t_c[:, None] + rule.margin)
-        delta = np.where(late & (t < t_max), t - (t_c[:, None] + rule.margin), 0.0).astype(np.float32)
-        delta[rows, labels] = t_c - rule.t_target
-        delta /= t_max
     elif rule.loss == "ce":
         z = -(t - t.min(axis=1, keepdims=True)) / rule.tau_ce
         p = np.exp(z)
@@ -97,20 +91,11 @@ def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: Le
     return delta
 
 
-def decision_error(out_times, potential, thresholds, labels, t_max, rule):
-    """Margin loss on the output drives ``d_j = U_j(t*) - theta_j`` at the decision time
-    ``t*`` (first output spike; ``t_max - 1`` if none): the correct output should have
-    reached its threshold by ``t*`` with margin, every wrong one stay ``margin`` below it.
-    Returns ``(delta, post_times)`` where every output's post time is ``t*``: only hidden
-    spikes up to ``t*`` can change the decision, so the gradient is anchored there."""
-    n, n_out = out_times.shape
-    rows = np.arange(n)
-    t_star = np.minimum(out_times.min(axis=1), t_max - 1)
-    drive = potential.astype(np.float32) - thresholds[None, :]
-    delta = np.where(drive > -rule.margin, -1.0, 0.0).astype(np.float32)
-    delta[rows, labels] = np.where(drive[rows, labels] < rule.margin, 1.0, 0.0)
-    post = np.repeat(t_star[:, None], n_out, axis=1).astype(np.int32)
-    return delta, post
+def drop_futile(delta: np.ndarray, post_times: np.ndarray, first_pre: np.ndarray) -> np.ndarray:
+    """Zero the "fire earlier" errors (``delta > 0``) of neurons that fired at the step of
+    their layer's first input spike ``first_pre`` (B,): they cannot fire any earlier."""
+    futile = (post_times <= first_pre[:, None]) & (delta > 0)
+    return np.where(futile, 0.0, delta).astype(np.float32)
 
 
 def normalise_rows(delta: np.ndarray) -> np.ndarray:

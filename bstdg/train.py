@@ -15,7 +15,7 @@ from . import metrics
 from .evaluation import evaluate
 from .encoding import SpikeEvents
 from .engine.event import if_network_batch
-from .learning import (LearningRule, backprop_timing_error, decision_error, normalise_rows, output_error,
+from .learning import (LearningRule, backprop_timing_error, drop_futile, normalise_rows, output_error,
                        timing_factor, weight_gradient)
 from .network import BinarySNN
 from .optim import Adam, binarize
@@ -30,9 +30,9 @@ class TrainConfig:
     t_max: int = 256
     epochs: int = 10
     batch_size: int = 64
-    lr_w: float = 3e-3
-    lr_theta: float = 0.1
-    lr_decay: float = 0.85  # multiplied into both learning rates after every epoch
+    lr_w: float = 1e-2
+    lr_theta: float = 0.01
+    lr_decay: float = 0.9  # multiplied into both learning rates after every epoch
     seed: int = 0
     rule: LearningRule = field(default_factory=LearningRule)
 
@@ -54,49 +54,37 @@ class Trainer:
         self.grad_w = np.zeros(net.w.size, np.float32)
         self.epoch = 0
 
-    def step(self, batch: SpikeEvents, labels: np.ndarray) -> np.ndarray:
-        """One mini-batch update; returns the output spike times of the batch (before it)."""
+    def step(self, batch: SpikeEvents, labels: np.ndarray):
+        """One mini-batch update. Returns the batch's output spike times and decision
+        potentials as they were before the update (for the running accuracy)."""
         net, rule, t_max = self.net, self.config.rule, self.net.t_max
-        sizes = np.asarray(net.sizes, np.int64)
-        theta_int = net.integer_thresholds()
         times, potential = if_network_batch(batch.times, batch.units, batch.ptr, self.w_bin, net.w_off,
-                                            sizes, theta_int, net.n_off, t_max, False)
+                                            np.asarray(net.sizes, np.int64), net.integer_thresholds(),
+                                            net.n_off, t_max, False)
         n = len(batch)
-        grad_theta = np.zeros(net.theta.size, np.float32)
+        grad_theta = np.empty(net.theta.size, np.float32)
         out_times = times[:, net.n_off[-2]:]
-        counts = np.diff(batch.ptr)
-        first_input = np.where(counts > 0, batch.times[np.minimum(batch.ptr[:-1], len(batch.times) - 1)], t_max)
-        if rule.loss == "decision":
-            delta, anchored = decision_error(out_times, potential, theta_int[net.n_off[-2]:], labels,
-                                             t_max, rule)
-        else:
-            delta, anchored = output_error(out_times, labels, t_max, rule), out_times
-        if rule.no_futile:
-            first_hidden = times[:, :net.n_off[-2]].min(axis=1)
-            delta[(out_times <= first_hidden[:, None]) & (delta > 0)] = 0.0
+        delta = output_error(out_times, labels, t_max, rule)
         for l in reversed(range(net.n_layers)):
-            if rule.normalise:
-                delta = normalise_rows(delta)
-            post = anchored if l == net.n_layers - 1 else times[:, net.n_off[l]:net.n_off[l + 1]]
+            post = times[:, net.n_off[l]:net.n_off[l + 1]]
             if l == 0:
                 pre = batch
+                first_pre = first_event_times(batch, t_max)
             else:
                 pre_times = times[:, net.n_off[l - 1]:net.n_off[l]]
                 pre = hidden_events(pre_times, t_max)
-            gw = weight_gradient(pre.times, pre.units, pre.ptr, post, delta, net.sizes[l], self.g,
-                                 numba.get_num_threads())
-            self.grad_w[net.w_off[l]:net.w_off[l + 1]] = gw.ravel() / n
-            gth = delta.sum(axis=0) / n
-            if l < net.n_layers - 1 and rule.homeostasis > 0:
-                rate = (post < t_max).mean(axis=0)
-                gth = gth + rule.homeostasis * (rule.target_rate - rate)
-            grad_theta[net.n_off[l]:net.n_off[l + 1]] = gth
+                first_pre = pre_times.min(axis=1)
+            if rule.no_futile:
+                delta = drop_futile(delta, post, first_pre)
+            if rule.normalise:
+                delta = normalise_rows(delta)
+            grad = weight_gradient(pre.times, pre.units, pre.ptr, post, delta, net.sizes[l], self.g,
+                                   numba.get_num_threads())
+            self.grad_w[net.w_off[l]:net.w_off[l + 1]] = grad.ravel() / n
+            grad_theta[net.n_off[l]:net.n_off[l + 1]] = delta.sum(axis=0) / n
             if l > 0:
                 delta = backprop_timing_error(pre_times, post, delta, self.w_bin, net.w_off[l],
                                               net.sizes[l + 1], t_max, self.h, self.h_anti)
-                if rule.no_futile:
-                    # A neuron that fired with the sample's first input spikes cannot fire earlier.
-                    delta[(pre_times <= first_input[:, None]) & (delta > 0)] = 0.0
         decay = self.config.lr_decay ** self.epoch
         self.opt_w.step(net.w, self.grad_w, self.config.lr_w * decay)
         self.opt_theta.step(net.theta, grad_theta, self.config.lr_theta * decay)
@@ -119,6 +107,14 @@ class Trainer:
         self.epoch += 1
         return {"epoch": self.epoch, "train_accuracy_running": correct / len(order),
                 "train_seconds": elapsed, "train_samples_per_s": len(order) / elapsed}
+
+
+def first_event_times(events: SpikeEvents, t_max: int) -> np.ndarray:
+    """Time of each sample's first input spike (``t_max`` for a sample without spikes)."""
+    first = np.full(len(events), t_max, np.int32)
+    has = np.diff(events.ptr) > 0
+    first[has] = events.times[events.ptr[:-1][has]]
+    return first
 
 
 def hidden_events(times: np.ndarray, t_max: int) -> SpikeEvents:
