@@ -64,7 +64,8 @@ def write_json(path, obj) -> Path:
 
 def train_command(out, dataset: str = "mnist", hidden=None, epochs=None, seed=None, t_max=None,
                   limit_train=None, limit_test=None, data_dir=None, batch_size=None, lr_w=None,
-                  lr_theta=None, progress: bool | None = None) -> dict:
+                  lr_theta=None, lr_decay=None, loss=None, margin=None,
+                  progress: bool | None = None) -> dict:
     """Train a network from scratch; ``None`` keeps :class:`~bstdg.train.TrainConfig`'s
     default. Writes ``out/model.npz`` and ``out/metrics.json``; returns the metrics."""
     from .data.fetch import locate
@@ -73,8 +74,10 @@ def train_command(out, dataset: str = "mnist", hidden=None, epochs=None, seed=No
     locate(dataset, existing_data_dir(data_dir))  # unknown or missing data: fail before any work
     writable_dir(out)
     given = dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max, batch_size=batch_size,
-                 lr_w=lr_w, lr_theta=lr_theta)
+                 lr_w=lr_w, lr_theta=lr_theta, lr_decay=lr_decay)
     config = replace(TrainConfig(), **{k: v for k, v in given.items() if v is not None})
+    rule = dict(loss=loss, margin=margin)
+    config = replace(config, rule=replace(config.rule, **{k: v for k, v in rule.items() if v is not None}))
     layers = ",".join(str(n) for n in config.hidden)
     print(f"training on {dataset}: hidden {layers}, {config.epochs} epochs, t_max {config.t_max}, "
           f"batch {config.batch_size}, seed {config.seed} -> {out}")
@@ -292,6 +295,9 @@ def build_parser() -> Parser:
     p.add_argument("--batch-size", type=positive(int))
     p.add_argument("--lr-w", type=positive(float), help="Adam learning rate of the latent weights")
     p.add_argument("--lr-theta", type=positive(float), help="Adam learning rate of the thresholds")
+    p.add_argument("--lr-decay", type=positive(float), help="learning-rate factor per epoch")
+    p.add_argument("--loss", choices=("s4nn", "hinge", "ce"), help="output loss (docs/learning.md)")
+    p.add_argument("--margin", type=positive(float), help="time steps the correct output must lead by")
     p.set_defaults(func=train_command)
 
     p = commands.add_parser("eval", help="evaluate a trained model on its test split")
