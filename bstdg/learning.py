@@ -135,12 +135,20 @@ def weight_gradient(ev_times, ev_units, ev_ptr, post_times, delta_post, n_pre, g
     n_samples, n_post = post_times.shape
     grad = np.zeros((n_pre, n_post), np.float32)
     n_chunks = max(1, min(n_post, n_chunks))
+    has_error = np.zeros(n_samples, np.bool_)  # samples without error (e.g. correct with
+    for b in range(n_samples):                  # margin) are skipped
+        for j in range(n_post):
+            if delta_post[b, j] != 0.0:
+                has_error[b] = True
+                break
     for c in numba.prange(n_chunks):
         j0 = c * n_post // n_chunks
         j1 = (c + 1) * n_post // n_chunks
         width = j1 - j0
         a = np.empty(width, np.float32)
         for b in range(n_samples):
+            if not has_error[b]:
+                continue
             t_post = post_times[b, j0:j1]
             d_post = delta_post[b, j0:j1]
             t_prev = -1

@@ -33,6 +33,10 @@ def if_network_sample(ev_times, ev_units, lo, hi, W, w_off, sizes, theta, n_off,
     out0 = n_off[n_layers - 1]
     n_out = sizes[n_layers]
     V = np.zeros(n_neurons, np.int32)
+    # Thresholds still in force: a neuron that fired gets an unreachable one, so "did anyone
+    # cross?" is one vectorised pass over the layer, and the live list is only walked when
+    # somebody did.
+    armed = theta.copy()
     live = np.empty(n_neurons, np.int32)   # per layer: indices of neurons that have not fired
     n_live = np.empty(n_layers, np.int64)
     fired = np.empty(n_neurons, np.int32)  # per layer: neurons that fired at the current step
@@ -74,21 +78,25 @@ def if_network_sample(ev_times, ev_units, lo, hi, W, w_off, sizes, theta, n_off,
                     for q in range(nl):
                         j = live_l[q]
                         Vl[j] += Wr[j]
+            armed_l = armed[o:o + n_post]
+            crossed = 0
+            for j in range(n_post):
+                crossed += Vl[j] >= armed_l[j]
+            if crossed == 0:
+                break
             n_new = 0
             kept = 0
-            th_l = theta[o:o + n_post]
             for q in range(nl):
                 j = live_l[q]
-                if Vl[j] >= th_l[j]:
+                if Vl[j] >= armed_l[j]:
                     times[o + j] = t
+                    armed_l[j] = 2147483647
                     fired[o + n_new] = j
                     n_new += 1
                 else:
                     live_l[kept] = j
                     kept += 1
             n_live[l] = kept
-            if n_new == 0:
-                break
             if l == n_layers - 1 and not decided:
                 decided = True
                 decision_potential[:] = Vl
