@@ -11,7 +11,9 @@ every pre spike as causal (its pseudo spike time is ``t_max``). With the timing 
 
 * weights:     ``dL/dw_ji    = -sum_causal delta_j * g(t_j - t_i)``  (more weight -> earlier spike)
 * thresholds:  ``dL/dtheta_j = +delta_j``                            (higher threshold -> later spike)
-* pre times:   ``dL/dt_i     = sum_{j causal} delta_j * b_ji * h(t_j - t_i)``
+* pre times:   ``dL/dt_i     = sum_j delta_j * b_ji * k(t_j - t_i)`` with ``k(d) = h(d)`` for
+  causal pairs and ``k(d) = anti * exp(d / tau_anti)`` (``d < 0``) for pre neurons that
+  fired too late or not at all
 
 The derivation and the output losses are in ``docs/learning.md``.
 """
