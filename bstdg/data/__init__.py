@@ -12,8 +12,9 @@ import numpy as np
 
 from ..encoding import SpikeEvents, encode_latency, times_to_events
 from ..errors import DataError
+from .mnist import IDX_DATASETS, load_idx_dataset
 
-DATASET_NAMES = ("mnist", "fashion-mnist")
+DATASET_NAMES = IDX_DATASETS  # every dataset load_events can encode
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,6 @@ def load_events(name: str, split: str, t_max: int, data_dir=None, limit: int | N
     """
     if name not in DATASET_NAMES:
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASET_NAMES)}")
-    from .mnist import load_idx_dataset
-
     images, labels = load_idx_dataset(name, split, data_dir)
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
