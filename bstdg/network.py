@@ -83,12 +83,12 @@ class BinarySNN:
         net = cls(sizes, t_max, w, np.ones(sum(sizes[1:]), np.float32), meta)
         layer_in = events
         for l in range(n_layers):
-            b = np.where(net.weight(l) >= 0, 1, -1).astype(np.int32)
+            b = net.binary().weights[l]
             peak = peak_potential(layer_in, b)
             net.threshold(l)[:] = np.maximum(np.quantile(peak, fire_quantiles[l], axis=0), 1.0)
             if l < n_layers - 1:
-                sub = BinaryNet((b.astype(np.int8),), (net.integer_thresholds()[net.n_off[l]:net.n_off[l + 1]],), t_max)
-                layer_in = times_to_events(if_network_forward(sub, layer_in).times, t_max)
+                layer = BinaryNet((b,), (net.binary().thresholds[l],), t_max)
+                layer_in = times_to_events(if_network_forward(layer, layer_in).times, t_max)
         return net
 
     # ------------------------------------------------------------------ persistence
@@ -119,7 +119,7 @@ def peak_potential(events: SpikeEvents, b: np.ndarray) -> np.ndarray:
         lo, hi = events.ptr[s], events.ptr[s + 1]
         if hi == lo:
             continue
-        v = np.cumsum(b[events.units[lo:hi]], axis=0)
+        v = np.cumsum(b[events.units[lo:hi]], axis=0, dtype=np.int32)
         step_end = np.r_[events.times[lo + 1:hi] != events.times[lo:hi - 1], True]
         peaks[s] = np.maximum(v[step_end].max(axis=0), 0)
     return peaks

@@ -69,12 +69,11 @@ class Trainer:
             post = times[:, net.n_off[l]:net.n_off[l + 1]]
             if l == 0:
                 pre = batch
-                first_pre = first_event_times(batch, t_max)
             else:
                 pre_times = times[:, net.n_off[l - 1]:net.n_off[l]]
                 pre = hidden_events(pre_times, t_max)
-                first_pre = pre_times.min(axis=1)
             if rule.no_futile:
+                first_pre = first_event_times(batch, t_max) if l == 0 else pre_times.min(axis=1)
                 delta = drop_futile(delta, post, first_pre)
             if rule.normalise:
                 delta = normalise_rows(delta)
@@ -143,10 +142,11 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
     trainer = Trainer(net, config)
     history = []
     wall = 0.0
+    test_eval = None if config.epochs else evaluate(net, test.events, test.labels)
     for _ in range(config.epochs):
         info = trainer.train_epoch(train.events, train.labels, progress)
         wall += info["train_seconds"]
-        ev = evaluate(net, test.events, test.labels)
+        ev = test_eval = evaluate(net, test.events, test.labels)
         info.update(test_accuracy=ev.accuracy, test_ties=ev.ties, test_silent=ev.silent,
                     mean_decision_time=ev.mean_decision_time,
                     hidden_spikes_per_sample=ev.hidden_spikes_per_sample)
@@ -157,7 +157,6 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
             f"{info['train_samples_per_s']:,.0f} train samples/s")
         net.save(out_dir / "model.npz")
     train_eval = evaluate(net, train.events, train.labels)
-    test_eval = evaluate(net, test.events, test.labels)
     result = {
         "dataset": dataset,
         "test_accuracy": test_eval.accuracy,
