@@ -1,0 +1,161 @@
+"""Export a trained network for hardware, and prove the export exact.
+
+Formats (``bstdg export --format NAME``; registry :data:`FORMATS`, layouts in docs/export.md):
+
+* ``npz`` — the canonical, versioned file: sign bits packed 8 per byte, int32 thresholds,
+  the encoder definition, a SHA-256 digest (:mod:`.npz`);
+* ``nir`` — a NIR graph ``Input → (Linear → IF)… → Output`` (:mod:`.nir_format`);
+* ``c`` — a C header for the C99 reference inference in ``examples/c/`` (:mod:`.c_format`);
+* ``hex`` — ``$readmemh`` memory files, one line per neuron, plus a manifest (:mod:`.hex_format`).
+
+Every format has a writer taking an :class:`~.model.ExportedNet` and a reader returning
+one; ``export_npz(net, encoder, path)`` / ``load_npz(path) -> (BinaryNet, encoder)`` (and the
+same for ``nir``, ``c``, ``hex``) work on a :class:`~bstdg.engine.BinaryNet`.
+:func:`verify_file` reads a written file back with its reader, re-runs it with the plain
+numpy simulator of :mod:`.verify` (and, for ``c``, compiles and runs the C program) and
+requires the predictions to equal the trained model's. This package imports
+:mod:`bstdg.engine` only inside the functions that return or take a ``BinaryNet``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import BstdgError
+from . import c_format, hex_format, npz, nir_format
+from .c_format import export_c, load_c_header, read_c_header
+from .hex_format import export_hex, load_hex, read_hex
+from .model import (ExportError, ExportedNet, footprint, from_binary_net, latency_encoder,
+                    to_binary_net)
+from .nir_format import export_nir, load_nir, read_nir
+from .npz import export_npz, load_npz, read_npz
+
+__all__ = ["FORMATS", "ExportFormat", "ExportError", "ExportedNet", "export_npz", "load_npz",
+           "read_npz", "export_nir", "load_nir", "read_nir", "export_c", "load_c_header",
+           "read_c_header", "export_hex", "load_hex", "read_hex", "footprint",
+           "latency_encoder", "from_binary_net", "to_binary_net", "write", "read",
+           "output_path", "encoder_for_model", "verify_file", "random_events"]
+
+
+@dataclass(frozen=True)
+class ExportFormat:
+    name: str
+    description: str
+    write: Callable  # (ExportedNet, path) -> Path
+    read: Callable  # path -> ExportedNet
+    default_name: str  # file (or folder) written when --out is a folder
+    is_folder: bool = False
+
+
+FORMATS = {f.name: f for f in (
+    ExportFormat("npz", "canonical versioned .npz: packed sign bits, int32 thresholds, encoder",
+                 npz.write_npz, npz.read_npz, "model.npz"),
+    ExportFormat("nir", "NIR graph (HDF5): Linear(±1) -> IF per layer",
+                 nir_format.write_nir, nir_format.read_nir, "model.nir"),
+    ExportFormat("c", "C99 header: const uint8_t packed weights, int16_t thresholds",
+                 c_format.write_c, c_format.read_c_header, "bstdg_model.h"),
+    ExportFormat("hex", "$readmemh memory files, one line per neuron, plus manifest.json",
+                 hex_format.write_hex, hex_format.read_hex, "hex", is_folder=True),
+)}
+
+
+def get_format(name: str) -> ExportFormat:
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise BstdgError(f"unknown export format {name!r}; expected one of "
+                         f"{', '.join(FORMATS)}") from None
+
+
+def output_path(fmt: str, out) -> Path:
+    """Where format ``fmt`` writes for ``--out out``: the hex folder itself; for a file
+    format, ``out`` or, when ``out`` is an existing folder, ``out/<default name>``."""
+    spec, out = get_format(fmt), Path(out)
+    if not spec.is_folder and out.is_dir():
+        return out / spec.default_name
+    return out
+
+
+def write(fmt: str, ex: ExportedNet, out) -> Path:
+    """Write ``ex`` in format ``fmt``; returns the path written."""
+    spec = get_format(fmt)
+    path = output_path(fmt, out)
+    try:
+        if spec.is_folder:
+            path.mkdir(parents=True, exist_ok=True)
+        elif path.parent != Path(""):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return spec.write(ex, path)
+    except OSError as exc:
+        raise BstdgError(f"--out {path}: cannot write there ({exc.strerror or exc})") from None
+
+
+def read(fmt: str, path) -> ExportedNet:
+    """Read a file (folder for ``hex``) of format ``fmt`` with that format's own reader."""
+    return get_format(fmt).read(path)
+
+
+def encoder_for_model(net) -> dict:
+    """The encoder definition of a trained :class:`~bstdg.network.BinarySNN`, from its
+    ``meta`` (dataset and the encoder it was trained with)."""
+    from ..data.mnist import IDX_DATASETS, IMAGE_SHAPE
+
+    meta = net.meta or {}
+    trained = meta.get("encoder") or {}
+    kind = trained.get("kind", "latency")
+    if kind != "latency":
+        raise BstdgError(f"cannot export encoder kind {kind!r}; only the latency code is defined")
+    if int(trained.get("t_max", net.t_max)) != net.t_max:
+        raise BstdgError(f"the model's meta says t_max {trained['t_max']}, its network {net.t_max}")
+    dataset = meta.get("dataset")
+    n_in = net.sizes[0]
+    shape = IMAGE_SHAPE if dataset in IDX_DATASETS and np.prod(IMAGE_SHAPE) == n_in else (n_in,)
+    return latency_encoder(net.t_max, shape, dataset)
+
+
+def random_events(n_samples: int, n_inputs: int, t_max: int, seed: int = 0, p_silent: float = 0.3):
+    """Latency-coded random intensities (a share ``p_silent`` of inputs silent): inputs for
+    ``--verify`` without a dataset."""
+    from ..encoding import encode_latency, times_to_events
+
+    rng = np.random.default_rng(seed)
+    x = rng.random((n_samples, n_inputs))
+    x[x < p_silent] = 0.0
+    return times_to_events(encode_latency(x, t_max), t_max)
+
+
+def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True) -> dict:
+    """Read ``path`` back with format ``fmt``'s reader, check it holds ``net`` (a
+    :class:`~bstdg.engine.BinaryNet`) bit for bit, re-run ``events`` through it with the
+    independent simulator (and, for ``c`` when a C compiler exists, the compiled C program)
+    and require predictions, ties and decision times identical to the model's.
+    ``reference`` is the model's :class:`~bstdg.metrics.Decision` on ``events`` (computed
+    with the event engine when not given). ExportError on any difference."""
+    from . import verify
+
+    if reference is None:
+        from ..evaluation import forward_decisions
+
+        _, reference = forward_decisions(net, events)
+    ex = read(fmt, path)
+    expected = from_binary_net(net, ex.encoder)
+    same = ex.sizes == expected.sizes and ex.t_max == expected.t_max and all(
+        np.array_equal(a, b) for a, b in zip(ex.bits, expected.bits)) and all(
+        np.array_equal(a, b) for a, b in zip(ex.thresholds, expected.thresholds))
+    if not same:
+        raise ExportError(f"{path}: holds a different network than the model "
+                          f"({'-'.join(map(str, ex.sizes))}, t_max {ex.t_max})")
+    n = verify.compare(f"{fmt} re-run", reference, verify.simulate(ex, events))
+    c_ran = None
+    if fmt == "c" and run_c:
+        c_ran = c_format.c_compiler() is not None and c_format.REFERENCE_SOURCE.is_file()
+        if c_ran:
+            predictions = c_format.run_c_reference(path, events, ex.t_max)
+            verify.compare("C reference", reference, predictions)
+    return {"format": fmt, "path": str(path), "n_samples": n,
+            "ties": int(np.sum(reference.tie)), "silent": int(np.sum(reference.time >= ex.t_max)),
+            "c_reference": c_ran}

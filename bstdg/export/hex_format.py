@@ -1,0 +1,142 @@
+"""Hex memory files for FPGA flows (Verilog ``$readmemh``), one folder per network.
+
+``OUT/manifest.json`` names the files and holds ``t_max``, the sizes, the encoder and a
+SHA-256 of every file; per layer ``l``:
+
+* ``layer{l}_weights.hex``: one line per neuron (``n_out`` lines), ``ceil(n_in / 4)``
+  lower-case hex digits, the row's sign bits MSB first (the first digit's top bit is input 0;
+  bit 1 = +1), zero bits padding the row to whole digits. Read with
+  ``reg [4*D-1:0] w [0:n_out-1]; $readmemh("layer0_weights.hex", w);`` — input ``i`` of
+  neuron ``j`` is ``w[j][4*D-1-i]``.
+* ``layer{l}_thresholds.hex``: one line per neuron, 4 hex digits, the threshold as a 16-bit
+  unsigned word (thresholds are 1..32767).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .model import ExportError, ExportedNet, from_binary_net, to_binary_net
+
+FORMAT = "bstdg-hex"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def _weight_lines(bits: np.ndarray) -> list:
+    n_out, n_in = bits.shape
+    digits = (n_in + 3) // 4
+    padded = np.zeros((n_out, 4 * digits), np.uint8)
+    padded[:, :n_in] = bits
+    nibbles = padded.reshape(n_out, digits, 4) @ np.array([8, 4, 2, 1])
+    table = np.array(list("0123456789abcdef"))
+    return ["".join(row) for row in table[nibbles]]
+
+
+def export_hex(net, encoder: dict, folder) -> Path:
+    """Write ``net`` (a :class:`~bstdg.engine.BinaryNet`) as hex files into ``folder``."""
+    return write_hex(from_binary_net(net, encoder), folder)
+
+
+def write_hex(ex: ExportedNet, folder) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    layers = []
+    for l, (b, th) in enumerate(zip(ex.bits, ex.thresholds)):
+        files = {"weights": f"layer{l}_weights.hex", "thresholds": f"layer{l}_thresholds.hex"}
+        texts = {"weights": "\n".join(_weight_lines(b)) + "\n",
+                 "thresholds": "".join(f"{int(t):04x}\n" for t in th)}
+        for kind, name in files.items():
+            (folder / name).write_text(texts[kind])
+        layers.append({"n_in": int(b.shape[1]), "n_out": int(b.shape[0]),
+                       "weight_digits": (int(b.shape[1]) + 3) // 4, "threshold_digits": 4,
+                       **files,
+                       "sha256": {kind: hashlib.sha256(texts[kind].encode()).hexdigest()
+                                  for kind in files}})
+    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "t_max": int(ex.t_max),
+                "sizes": list(ex.sizes), "encoder": ex.encoder, "layers": layers,
+                "digest": ex.digest()}
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return folder
+
+
+_HEX_VALUE = np.full(256, 255, np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _HEX_VALUE[_c] = _HEX_VALUE[ord(chr(_c).upper())] = _i
+
+
+def _read_nibbles(path: Path, n_lines: int, digits: int, sha: str, what: str) -> np.ndarray:
+    """The hex digits of a memory file as uint8 ``(n_lines, digits)``, after checking the
+    SHA-256 from the manifest, the line count and the line length."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
+    if hashlib.sha256(data).hexdigest() != sha:
+        raise ExportError(f"{path}: {what} do not match the SHA-256 in {MANIFEST} (corrupt, "
+                          f"truncated or edited file)")
+    lines = data.split()
+    if len(lines) != n_lines or any(len(s) != digits for s in lines):
+        raise ExportError(f"{path}: expected {n_lines} lines of {digits} hex digits")
+    values = _HEX_VALUE[np.frombuffer(b"".join(lines), np.uint8)]
+    if (values == 255).any():
+        raise ExportError(f"{path}: not hex digits")
+    return values.reshape(n_lines, digits)
+
+
+def read_hex(folder) -> ExportedNet:
+    """The network in a hex export folder; ExportError when files are missing, corrupt or
+    do not agree with the manifest."""
+    folder = Path(folder)
+    source = str(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except OSError as exc:
+        raise ExportError(f"{folder / MANIFEST}: cannot read ({exc.strerror or exc}); "
+                          f"`bstdg export --format hex --out DIR` writes it") from None
+    except ValueError as exc:
+        raise ExportError(f"{folder / MANIFEST}: not valid JSON ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ExportError(f"{folder / MANIFEST}: not a bstdg hex export manifest")
+    try:
+        if int(manifest["format_version"]) > FORMAT_VERSION:
+            raise ExportError(f"{source}: hex format v{manifest['format_version']} is newer "
+                              f"than this bstdg (v{FORMAT_VERSION})")
+        sizes = [int(s) for s in manifest["sizes"]]
+        layers = manifest["layers"]
+        if len(layers) != len(sizes) - 1 or not layers:
+            raise ExportError(f"{source}: {len(layers)} layers in the manifest, sizes {sizes}")
+        bits, thresholds = [], []
+        for l, layer in enumerate(layers):
+            n_in, n_out = int(layer["n_in"]), int(layer["n_out"])
+            if (n_in, n_out) != (sizes[l], sizes[l + 1]):
+                raise ExportError(f"{source}: layer {l} is {n_in}->{n_out}, sizes say {sizes}")
+            digits = (n_in + 3) // 4
+            nibbles = _read_nibbles(folder / layer["weights"], n_out, digits,
+                                    layer["sha256"]["weights"], f"layer {l} weights")
+            t_digits = _read_nibbles(folder / layer["thresholds"], n_out, 4,
+                                     layer["sha256"]["thresholds"], f"layer {l} thresholds")
+            row = np.unpackbits(nibbles[..., None], axis=-1)[..., 4:].reshape(n_out, 4 * digits)
+            if row[:, n_in:].any():
+                raise ExportError(f"{source}: layer {l} weights have non-zero padding bits")
+            bits.append(np.ascontiguousarray(row[:, :n_in]))
+            thresholds.append(t_digits.astype(np.int64) @ np.array([4096, 256, 16, 1]))
+        ex = ExportedNet(tuple(bits), tuple(thresholds), int(manifest["t_max"]),
+                         manifest["encoder"]).check(source)
+        digest = str(manifest["digest"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"{folder / MANIFEST}: incomplete or malformed manifest "
+                          f"({type(exc).__name__}: {exc})") from None
+    if ex.digest() != digest:
+        raise ExportError(f"{source}: content does not match the manifest's digest")
+    return ex
+
+
+def load_hex(folder):
+    """``(BinaryNet, encoder)`` from a hex export folder."""
+    ex = read_hex(folder)
+    return to_binary_net(ex), ex.encoder

@@ -1,0 +1,149 @@
+"""NIR export: ``Input → (Linear(±1) → IF)×L → Output``, written with ``nir.write``.
+
+Each layer is ``Linear(weight)`` with the ``(n_out, n_in)`` ±1 weights followed by
+``IF(r=1, v_threshold=θ - 0.5, v_reset=0)``. NIR's IF fires when ``v > v_threshold``
+(strictly), bstdg's neurons when ``v >= θ``; potentials are integers, so ``θ - 0.5`` fires at
+exactly the same steps under either comparison. NIR has no fire-once neuron and no
+time-to-first-spike readout: the graph metadata says so (``bstdg_semantics``), and an
+importer must add both (docs/export.md). The graph metadata also carries ``t_max``, the
+encoder definition and the content digest, which :func:`read_nir` checks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BstdgError
+from .model import ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder, to_binary_net
+
+FORMAT = "bstdg-nir"
+FORMAT_VERSION = 1
+SEMANTICS = ("fire-once non-leaky IF, no synaptic delay (a spike is integrated by the next "
+             "layer in the same time step); integer time steps 0..t_max-1; prediction = the "
+             "output neuron that spikes first, ties -> higher potential at that step, then lower "
+             "index; no output spike -> highest potential at t_max; IF v_threshold = theta - 0.5")
+INSTALL_HINT = ("--format nir needs the nir package: `pip install nir` "
+                "(or `pip install -e '.[export]'` in a bstdg checkout)")
+
+
+def _nir():
+    try:
+        import nir
+    except ImportError:
+        raise BstdgError(INSTALL_HINT) from None
+    return nir
+
+
+def to_graph(ex: ExportedNet):
+    """The NIR graph of an exported network."""
+    nir = _nir()
+    nodes = {"input": nir.Input(input_type={"input": np.array([ex.sizes[0]])})}
+    edges, previous = [], "input"
+    for l, (b, th) in enumerate(zip(ex.bits, ex.thresholds)):
+        n = b.shape[0]
+        nodes[f"fc{l}"] = nir.Linear(weight=ex.signs(l).astype(np.float32))
+        nodes[f"if{l}"] = nir.IF(r=np.ones(n, np.float32),
+                                 v_threshold=np.asarray(th, np.float32) - np.float32(0.5),
+                                 v_reset=np.zeros(n, np.float32))
+        edges += [(previous, f"fc{l}"), (f"fc{l}", f"if{l}")]
+        previous = f"if{l}"
+    nodes["output"] = nir.Output(output_type={"output": np.array([ex.sizes[-1]])})
+    edges.append((previous, "output"))
+    metadata = {"bstdg_format": FORMAT, "bstdg_format_version": FORMAT_VERSION,
+                "t_max": int(ex.t_max), "encoder": encoder_json(ex.encoder),
+                "bstdg_semantics": SEMANTICS, "bstdg_digest": ex.digest()}
+    return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
+
+
+def export_nir(net, encoder: dict, path) -> Path:
+    """Write ``net`` (a :class:`~bstdg.engine.BinaryNet`) as a NIR file (HDF5)."""
+    return write_nir(from_binary_net(net, encoder), path)
+
+
+def write_nir(ex: ExportedNet, path) -> Path:
+    nir = _nir()
+    path = Path(path)
+    nir.write(path, to_graph(ex))
+    return path
+
+
+def read_nir(path) -> ExportedNet:
+    """The network in a NIR file written by :func:`write_nir`, read with ``nir.read``;
+    ExportError for anything else (other graph shapes, non-±1 weights, missing metadata)."""
+    nir = _nir()
+    source = str(path)
+    if not Path(path).is_file():
+        raise ExportError(f"{source}: no such file")
+    try:
+        graph = nir.read(path)
+    except Exception as exc:  # h5py/nir raise many kinds for a damaged file
+        raise ExportError(f"{source}: cannot read the NIR file (truncated or corrupt?): "
+                          f"{type(exc).__name__}: {exc}") from None
+    return from_graph(graph, source)
+
+
+def from_graph(graph, source: str = "NIR graph") -> ExportedNet:
+    nir = _nir()
+    meta = dict(getattr(graph, "metadata", None) or {})
+    if meta.get("bstdg_format") != FORMAT:
+        raise ExportError(f"{source}: not a bstdg NIR export (metadata bstdg_format is "
+                          f"{meta.get('bstdg_format')!r}); t_max and the readout are unknown")
+    if int(meta.get("bstdg_format_version", 0)) > FORMAT_VERSION:
+        raise ExportError(f"{source}: bstdg NIR format v{int(meta['bstdg_format_version'])} is "
+                          f"newer than this bstdg (v{FORMAT_VERSION})")
+    for key in ("t_max", "encoder", "bstdg_digest"):
+        if key not in meta:
+            raise ExportError(f"{source}: metadata has no {key}")
+    nodes, succ = graph.nodes, {}
+    for a, b in graph.edges:
+        if a in succ:
+            raise ExportError(f"{source}: node {a!r} has several successors; expected a chain "
+                              f"Input -> (Linear -> IF)... -> Output")
+        succ[a] = b
+    inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
+    if len(inputs) != 1:
+        raise ExportError(f"{source}: expected one Input node, found {len(inputs)}")
+    chain, name = [], succ.get(inputs[0])
+    while name is not None and not isinstance(nodes.get(name), nir.Output):
+        if name in chain or name not in nodes:
+            raise ExportError(f"{source}: the graph is not a chain from Input to Output")
+        chain.append(name)
+        name = succ.get(name)
+    if name is None or len(chain) % 2 or not chain or len(chain) + 2 != len(nodes):
+        raise ExportError(f"{source}: expected Input -> (Linear -> IF)... -> Output, "
+                          f"found {[type(nodes[k]).__name__ for k in chain]}")
+    bits, thresholds = [], []
+    for l in range(len(chain) // 2):
+        lin, neuron = nodes[chain[2 * l]], nodes[chain[2 * l + 1]]
+        if type(lin) is not nir.Linear or type(neuron) is not nir.IF:
+            raise ExportError(f"{source}: layer {l} is {type(lin).__name__} -> "
+                              f"{type(neuron).__name__}; expected Linear -> IF")
+        w = np.asarray(lin.weight)
+        if w.ndim != 2 or not np.isin(w, (-1.0, 1.0)).all():
+            raise ExportError(f"{source}: layer {l} weights are not all -1 or +1")
+        r, v_th, v_reset = (np.asarray(a, np.float64) for a in (neuron.r, neuron.v_threshold,
+                                                                neuron.v_reset))
+        if r.shape != (w.shape[0],) or v_th.shape != r.shape or v_reset.shape != r.shape:
+            raise ExportError(f"{source}: layer {l} IF has shape {r.shape}, Linear has "
+                              f"{w.shape[0]} outputs")
+        if not (r == 1).all() or not (v_reset == 0).all():
+            raise ExportError(f"{source}: layer {l} IF must have r = 1 and v_reset = 0")
+        theta = v_th + 0.5
+        if not (theta == np.round(theta)).all():
+            raise ExportError(f"{source}: layer {l} v_threshold is not an integer minus 0.5")
+        bits.append(np.ascontiguousarray((w > 0).astype(np.uint8)))
+        thresholds.append(theta.astype(np.int64))
+    ex = ExportedNet(tuple(bits), tuple(thresholds), int(meta["t_max"]),
+                     parse_encoder(str(meta["encoder"]), source)).check(source)
+    if ex.digest() != str(meta["bstdg_digest"]):
+        raise ExportError(f"{source}: content does not match its SHA-256 digest (corrupt or "
+                          f"edited file)")
+    return ex
+
+
+def load_nir(path):
+    """``(BinaryNet, encoder)`` from a NIR export."""
+    ex = read_nir(path)
+    return to_binary_net(ex), ex.encoder
