@@ -197,7 +197,7 @@ def test_unwritable_out(data_dir, tmp_path, capsys):
 def test_unknown_dataset(data_dir, capsys):
     status = main_cli(["train", "--dataset", "cifar-10", "--data-dir", str(data_dir),
                        "--out", "runs/x"])
-    assert_one_line_error(status, capsys.readouterr().err, "unknown dataset 'cifar-10'")
+    assert_one_line_error(status, capsys.readouterr().err, "--dataset", "invalid choice: 'cifar-10'")
 
 
 @pytest.mark.parametrize("argv, fragment", [

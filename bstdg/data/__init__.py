@@ -1,11 +1,14 @@
 """Datasets as spike events: locate/fetch the files, read them, encode them.
 
 :func:`load_events` is the one entry point the trainer uses; each dataset module only has
-to turn its files into arrays.
+to turn its files into arrays (``mnist.py``: IDX images; ``caltech.py``: JPEG folders and
+the DoG filter; ``shd.py``: SHD-layout HDF5 spike files, used by ``shd`` and ``fsdd-spikes``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,30 +17,85 @@ from ..encoding import SpikeEvents, encode_latency, times_to_events
 from ..errors import DataError
 from .mnist import IDX_DATASETS, load_idx_dataset
 
-DATASET_NAMES = IDX_DATASETS  # every dataset load_events can encode
+# every dataset load_events can encode
+DATASET_NAMES = (*IDX_DATASETS, "caltech-face-motor", "shd", "fsdd-spikes")
+N_CLASSES = {"mnist": 10, "fashion-mnist": 10, "caltech-face-motor": 2, "shd": 20,
+             "fsdd-spikes": 10}
 
 
 @dataclass(frozen=True)
 class EncodedSplit:
-    """One split of a dataset, encoded: input spike events and integer labels."""
+    """One split of a dataset, encoded: input spike events and integer labels.
+
+    ``encoder`` describes how the events were made (kind, ``t_max``, the dataset options);
+    a model's ``meta["encoder"]`` should hold it, and passing ``encoder["options"]`` back
+    to :func:`load_events` re-encodes a split the same way.
+    """
 
     events: SpikeEvents
     labels: np.ndarray  # int64 (N,)
     n_classes: int
+    encoder: dict | None = None
 
 
-def load_events(name: str, split: str, t_max: int, data_dir=None, limit: int | None = None) -> EncodedSplit:
-    """Read ``split`` (``train``/``test``) of dataset ``name`` and latency-encode it.
+_OPTIONS: contextvars.ContextVar[dict] = contextvars.ContextVar("bstdg_data_options", default={})
 
-    Images become one spike per non-zero pixel (:func:`~bstdg.encoding.encode_latency`),
-    flattened row-major. ``limit`` keeps the first N samples.
+
+@contextlib.contextmanager
+def using_options(dataset: str, options: dict | None):
+    """Within the block, :func:`load_events` of ``dataset`` uses ``options`` (e.g. from a
+    ``--config`` file) unless it is given options explicitly. Lets callers that do not pass
+    options through (the trainer) still see them."""
+    token = _OPTIONS.set({**_OPTIONS.get(), dataset: dict(options or {})})
+    try:
+        yield
+    finally:
+        _OPTIONS.reset(token)
+
+
+def dataset_options(name: str, options: dict | None = None) -> dict:
+    """The complete options of ``name``: packaged defaults (``bstdg/configs/<name>.toml``),
+    then those set with :func:`using_options`, then ``options``; BstdgError on an unknown
+    key or a wrong type."""
+    from ..config import check_data_options
+
+    merged = {**_OPTIONS.get().get(name, {}), **(options or {})}
+    return check_data_options(name, merged, f"{name} options")
+
+
+def load_events(name: str, split: str, t_max: int, data_dir=None, limit: int | None = None,
+                *, options: dict | None = None) -> EncodedSplit:
+    """Read ``split`` (``train``/``test``) of dataset ``name`` and encode it as spikes.
+
+    MNIST/Fashion-MNIST: one latency spike per non-zero pixel
+    (:func:`~bstdg.encoding.encode_latency`), flattened row-major. Caltech101
+    Face/Motorbike: on/off DoG latency code (:mod:`bstdg.data.caltech`). SHD and FSDD
+    spikes: every spike binned to ``t_max`` steps (:mod:`bstdg.data.shd`). ``limit``
+    keeps the first N samples (classes interleaved for the folder and HDF5 datasets).
+    ``options``: dataset options (see :func:`dataset_options`).
     """
     if name not in DATASET_NAMES:
         raise DataError(f"unknown dataset {name!r}; available: {', '.join(DATASET_NAMES)}")
-    images, labels = load_idx_dataset(name, split, data_dir)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
+    if limit is not None and limit < 1:
+        raise DataError(f"limit must be at least 1, got {limit}")
+    opts = dataset_options(name, options)
+    if name in IDX_DATASETS:
+        images, labels = load_idx_dataset(name, split, data_dir)
+        if limit is not None:
+            images, labels = images[:limit], labels[:limit]
+        if len(labels) == 0:
+            raise DataError(f"{name} {split}: no samples")
+        times = encode_latency(images.reshape(len(images), -1), t_max)
+        encoder = {"kind": "latency", "t_max": t_max, "input_scale": "uint8 / 255",
+                   "formula": "t = round((1 - x) * (t_max - 1)); no spike (t_max) if x <= 0",
+                   "options": opts}
+        return EncodedSplit(times_to_events(times, t_max), labels.astype(np.int64), 10, encoder)
+    if name == "caltech-face-motor":
+        from .caltech import load_split as load
+        events, labels, encoder = load(split, t_max, data_dir, opts, limit)
+    else:
+        from .shd import load_split as load_spikes
+        events, labels, encoder = load_spikes(name, split, t_max, data_dir, opts, limit)
     if len(labels) == 0:
         raise DataError(f"{name} {split}: no samples")
-    times = encode_latency(images.reshape(len(images), -1), t_max)
-    return EncodedSplit(times_to_events(times, t_max), labels.astype(np.int64), 10)
+    return EncodedSplit(events, np.asarray(labels, np.int64), N_CLASSES[name], encoder)

