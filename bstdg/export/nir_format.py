@@ -28,7 +28,8 @@ INSTALL_HINT = ("--format nir needs the nir package: `pip install nir` "
                 "(or `pip install -e '.[export]'` in a bstdg checkout)")
 
 
-def _nir():
+def require_nir():
+    """The ``nir`` module, or BstdgError saying how to install it."""
     try:
         import nir
     except ImportError:
@@ -38,7 +39,7 @@ def _nir():
 
 def to_graph(ex: ExportedNet):
     """The NIR graph of an exported network."""
-    nir = _nir()
+    nir = require_nir()
     nodes = {"input": nir.Input(input_type={"input": np.array([ex.sizes[0]])})}
     edges, previous = [], "input"
     for l, (b, th) in enumerate(zip(ex.bits, ex.thresholds)):
@@ -63,7 +64,7 @@ def export_nir(net, encoder: dict, path) -> Path:
 
 
 def write_nir(ex: ExportedNet, path) -> Path:
-    nir = _nir()
+    nir = require_nir()
     path = Path(path)
     nir.write(path, to_graph(ex))
     return path
@@ -72,7 +73,7 @@ def write_nir(ex: ExportedNet, path) -> Path:
 def read_nir(path) -> ExportedNet:
     """The network in a NIR file written by :func:`write_nir`, read with ``nir.read``;
     ExportError for anything else (other graph shapes, non-±1 weights, missing metadata)."""
-    nir = _nir()
+    nir = require_nir()
     source = str(path)
     if not Path(path).is_file():
         raise ExportError(f"{source}: no such file")
@@ -85,7 +86,7 @@ def read_nir(path) -> ExportedNet:
 
 
 def from_graph(graph, source: str = "NIR graph") -> ExportedNet:
-    nir = _nir()
+    nir = require_nir()
     meta = dict(getattr(graph, "metadata", None) or {})
     if meta.get("bstdg_format") != FORMAT:
         raise ExportError(f"{source}: not a bstdg NIR export (metadata bstdg_format is "
