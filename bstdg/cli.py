@@ -21,6 +21,8 @@ from .errors import BstdgError
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
+# the names bstdg.data.DATASET_NAMES holds (repeated so that parsing imports no numpy)
+DATASET_CHOICES = ("mnist", "fashion-mnist", "caltech-face-motor", "shd", "fsdd-spikes")
 EXIT_INTERRUPTED = 130
 
 
@@ -62,27 +64,41 @@ def write_json(path, obj) -> Path:
 # --- train -------------------------------------------------------------------------------
 
 
-def train_command(out, dataset: str = "mnist", hidden=None, epochs=None, seed=None, t_max=None,
+def train_command(out, dataset: str | None = None, hidden=None, epochs=None, seed=None, t_max=None,
                   limit_train=None, limit_test=None, data_dir=None, batch_size=None, lr_w=None,
-                  lr_theta=None, lr_decay=None, loss=None, margin=None,
+                  lr_theta=None, lr_decay=None, loss=None, margin=None, config=None,
                   progress: bool | None = None) -> dict:
-    """Train a network from scratch; ``None`` keeps :class:`~bstdg.train.TrainConfig`'s
-    default. Writes ``out/model.npz`` and ``out/metrics.json``; returns the metrics."""
+    """Train a network from scratch. Settings, lowest precedence first:
+    :class:`~bstdg.train.TrainConfig` defaults, the dataset's packaged config
+    (``bstdg/configs/<dataset>.toml``), the ``config`` file, explicit arguments (``None``:
+    not given). Writes ``out/model.npz`` and ``out/metrics.json``; returns the metrics."""
+    from . import config as config_mod
+    from .data import using_options
     from .data.fetch import locate
     from .train import TrainConfig, run_training
 
-    locate(dataset, existing_data_dir(data_dir))  # unknown or missing data: fail before any work
+    user = config_mod.load_config(config) if config is not None else None
+    dataset, merged = config_mod.resolve(dataset, user)
+    data_dir = existing_data_dir(data_dir)
+    locate(dataset, data_dir, merged.data)  # unknown or missing data: fail before any work
     writable_dir(out)
     given = dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max, batch_size=batch_size,
                  lr_w=lr_w, lr_theta=lr_theta, lr_decay=lr_decay)
-    config = replace(TrainConfig(), **{k: v for k, v in given.items() if v is not None})
-    rule = dict(loss=loss, margin=margin)
-    config = replace(config, rule=replace(config.rule, **{k: v for k, v in rule.items() if v is not None}))
+    try:
+        config = replace(TrainConfig(), **merged.train)
+        config = replace(config, **{k: v for k, v in given.items() if v is not None})
+        rule = {**merged.rule, **{k: v for k, v in dict(loss=loss, margin=margin).items() if v is not None}}
+        config = replace(config, rule=replace(config.rule, **rule))
+    except (TypeError, ValueError) as exc:
+        raise BstdgError(f"bad setting in {merged.source or 'the options'}: {exc}") from None
     layers = ",".join(str(n) for n in config.hidden)
     print(f"training on {dataset}: hidden {layers}, {config.epochs} epochs, t_max {config.t_max}, "
           f"batch {config.batch_size}, seed {config.seed} -> {out}")
+    if merged.data:
+        print("dataset options: " + ", ".join(f"{k}={v}" for k, v in merged.data.items()))
     start = time.perf_counter()
-    result = run_training(config, dataset, out, data_dir, limit_train, limit_test, progress)
+    with using_options(dataset, merged.data):
+        result = run_training(config, dataset, out, data_dir, limit_train, limit_test, progress)
     total = time.perf_counter() - start
     sizes = "-".join(str(s) for s in result["sizes"])
     print(f"\n{sizes} on {dataset}, {config.epochs} epochs")
@@ -136,7 +152,9 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     from .evaluation import evaluate
 
     net, dataset = load_model(run)
-    test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test)
+    options = (net.meta.get("encoder") or {}).get("options")  # as the model was trained
+    test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test,
+                       options=options)
     check_inputs(net, test.events, dataset)
     if engine == "event":
         warm_up(net, test.events)  # load/compile the kernel outside the timed evaluation
@@ -259,18 +277,18 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
 
 
 def data_list_command(data_dir=None) -> list:
-    """Print each known dataset, whether it is present and where it was looked for."""
+    """Print each known dataset, its size, whether it is present and where it was looked for."""
     from .data import fetch as fetch_mod
 
     rows = fetch_mod.data_list(existing_data_dir(data_dir))
     width = max(len(row.name) for row in rows) + 2
-    print(f"{'name':<{width}}files  present  where")
+    print(f"{'name':<{width}}present  where")
     for row in rows:
         where = str(row.found) if row.present else "looked in " + ", ".join(map(str, row.searched))
-        print(f"{row.name:<{width}}{len(row.files):>5}  {'yes' if row.present else 'no':<7}  {where}")
-    for files in dict.fromkeys(row.files for row in rows):
-        names = ", ".join(row.name for row in rows if row.files == files)
-        print(f"files of {names} (raw or .gz): {', '.join(files)}")
+        print(f"{row.name:<{width}}{'yes' if row.present else 'no':<7}  {where}")
+        print(f"{'':<{width}}size: {row.size}; files: {', '.join(row.files)}")
+        for problem in row.problems:
+            print(f"{'':<{width}}incomplete: {problem}")
     return rows
 
 
@@ -283,6 +301,13 @@ def data_verify_command(name: str, data_dir=None) -> dict:
     for file, ok in checks.items():
         print(f"{'ok' if ok else 'BAD':<4}{file}")
     bad = [file for file, ok in checks.items() if not ok]
+    if fetch_mod.get_spec(name).kind != "idx":
+        if bad:
+            raise BstdgError(f"{name} in {folder}: {len(bad)} of {len(checks)} checks fail "
+                             f"({'; '.join(bad)})")
+        print(f"{name}: all {len(checks)} checks passed in {folder} (structure and counts; "
+              f"no published checksums)")
+        return checks
     if bad:
         raise BstdgError(f"{name} in {folder}: {len(bad)} of {len(checks)} files fail "
                          f"verification ({', '.join(bad)}); delete them and run "
@@ -322,6 +347,22 @@ def data_fetch_command(name: str, data_dir=None, dest="datasets") -> Path:
     return fetched
 
 
+def data_build_command(name: str, source=None, dest="datasets", channels: int = 70, jobs=None,
+                       seed: int = 0, limit=None, data_dir=None) -> dict:
+    """Build a derived dataset; only ``fsdd-spikes`` (FSDD recordings -> lauscher spikes)."""
+    from .data.fsdd import build_fsdd_spikes
+
+    if name != "fsdd-spikes":
+        raise BstdgError(f"`bstdg data build` makes only fsdd-spikes, not {name!r}")
+    writable_dir(dest, "--dest")
+    written = build_fsdd_spikes(source, dest, channels, jobs, seed, limit,
+                                existing_data_dir(data_dir))
+    if channels != 70:
+        print(f"train on it with a --config file holding: dataset = \"fsdd-spikes\", "
+              f"input_channels = {channels}, channels = {channels}")
+    return written
+
+
 # --- parsing -----------------------------------------------------------------------------
 
 
@@ -342,7 +383,10 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = commands.add_parser("train", help="train a network and write model.npz + metrics.json")
-    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
+    p.add_argument("--dataset", choices=DATASET_CHOICES,
+                   help="dataset (default: the --config file's, else mnist)")
+    p.add_argument("--config", help="TOML file (or packaged config name) of settings and dataset "
+                                    "options; explicit options override it (see README)")
     p.add_argument("--hidden", type=hidden_sizes, help="hidden layer sizes: 600 or 600,300")
     p.add_argument("--epochs", type=positive(int))
     p.add_argument("--out", required=True, help="run folder, e.g. runs/mnist")
@@ -388,7 +432,7 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
     p.set_defaults(func=export_command)
 
-    data = commands.add_parser("data", help="list, fetch or verify datasets")
+    data = commands.add_parser("data", help="list, fetch, verify or build datasets")
     actions = data.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     p = actions.add_parser("list", help="known datasets, where they are looked for and found")
     p.add_argument("--data-dir", help="extra folder to search first")
@@ -402,6 +446,19 @@ def build_parser() -> Parser:
     p.add_argument("name")
     p.add_argument("--data-dir", help="extra folder to search first")
     p.set_defaults(func=data_verify_command)
+    p = actions.add_parser("build", help="build fsdd-spikes from Free Spoken Digit recordings "
+                                         "(needs the audio extra: lauscher)")
+    p.add_argument("name", choices=("fsdd-spikes",))
+    p.add_argument("--source", help="folder of {digit}_{speaker}_{index}.wav files (default: "
+                                    "fsdd/recordings under --data-dir, $BSTDG_DATA, ./datasets)")
+    p.add_argument("--dest", default="datasets", help="writes DEST/fsdd-spikes/ (default datasets/)")
+    p.add_argument("--channels", type=positive(int), default=70,
+                   help="cochlea channels (default 70; SHD uses 700)")
+    p.add_argument("--jobs", type=positive(int), help="worker processes (default: all cores)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the cochlea model's randomness")
+    p.add_argument("--limit", type=positive(int), help="convert only the first N recordings")
+    p.add_argument("--data-dir", help="extra folder to search first for the recordings")
+    p.set_defaults(func=data_build_command)
     return parser
 
 
@@ -436,7 +493,8 @@ def main_cli(argv=None) -> int:
     func = args.pop("func", None)
     if func is None:
         if args.get("command") == "data":
-            return fail("missing ACTION: list, fetch or verify (see `bstdg data --help`)", EXIT_USAGE)
+            return fail("missing ACTION: list, fetch, verify or build (see `bstdg data --help`)",
+                        EXIT_USAGE)
         return fail("missing COMMAND: train, eval, bench, export or data (see `bstdg --help`)", EXIT_USAGE)
     args.pop("command", None)
     args.pop("action", None)
