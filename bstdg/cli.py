@@ -225,12 +225,15 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     path and require predictions identical to the model's on the test split of its dataset
     (first ``limit_test`` samples), or on ``random_inputs`` random latency-coded inputs."""
     from . import export as export_mod
-    from .bench import check_inputs, load_model
+    from .bench import check_inputs, load_model, model_path
 
     spec = export_mod.get_format(format)
     if format == "nir":
         export_mod.nir_format.require_nir()
     net, dataset = load_model(run)
+    target = export_mod.output_path(format, out)
+    if target.resolve() == model_path(run).resolve():
+        raise BstdgError(f"--out {target} would overwrite the model itself; choose another name")
     bn = net.binary()
     exported = export_mod.from_binary_net(bn, export_mod.encoder_for_model(net))
     events, where = None, None

@@ -53,9 +53,9 @@ class ExportFormat:
 
 FORMATS = {f.name: f for f in (
     ExportFormat("npz", "canonical versioned .npz: packed sign bits, int32 thresholds, encoder",
-                 npz.write_npz, npz.read_npz, "model.npz"),
+                 npz.write_npz, npz.read_npz, "export.npz"),
     ExportFormat("nir", "NIR graph (HDF5): Linear(±1) -> IF per layer",
-                 nir_format.write_nir, nir_format.read_nir, "model.nir"),
+                 nir_format.write_nir, nir_format.read_nir, "export.nir"),
     ExportFormat("c", "C99 header: const uint8_t packed weights, int16_t thresholds",
                  c_format.write_c, c_format.read_c_header, "bstdg_model.h"),
     ExportFormat("hex", "$readmemh memory files, one line per neuron, plus manifest.json",
@@ -150,10 +150,9 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
 
         _, reference = forward_decisions(net, events)
     ex = read(fmt, path)
-    expected = from_binary_net(net, ex.encoder)
-    same = ex.sizes == expected.sizes and ex.t_max == expected.t_max and all(
-        np.array_equal(a, b) for a, b in zip(ex.bits, expected.bits)) and all(
-        np.array_equal(a, b) for a, b in zip(ex.thresholds, expected.thresholds))
+    same = ex.sizes == tuple(net.sizes) and ex.t_max == net.t_max and all(
+        np.array_equal(b, np.asarray(w).T > 0) and np.array_equal(th, t)
+        for b, th, w, t in zip(ex.bits, ex.thresholds, net.weights, net.thresholds))
     if not same:
         raise ExportError(f"{path}: holds a different network than the model "
                           f"({'-'.join(map(str, ex.sizes))}, t_max {ex.t_max})")

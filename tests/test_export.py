@@ -1,0 +1,460 @@
+"""Export formats: every format of every network of one factory re-runs exactly; corrupt,
+truncated or mismatched files raise one clear error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bstdg import export as E
+from bstdg.cli import main_cli
+from bstdg.data.idx import write_idx
+from bstdg.encoding import SpikeEvents, encode_latency, times_to_events
+from bstdg.engine import BinaryNet
+from bstdg.errors import BstdgError
+from bstdg.evaluation import forward_decisions
+from bstdg.export import c_format, hex_format, nir_format, verify
+from bstdg.export.model import ExportError, latency_encoder
+from bstdg.network import BinarySNN
+
+from helpers import random_latency_events, random_multi_spike_events, random_net
+
+FORMATS = list(E.FORMATS)
+FILE_NAMES = {"npz": "net.npz", "nir": "net.nir", "c": "net.h", "hex": "hex"}
+HAVE_CC = c_format.c_compiler() is not None
+
+
+def network_factory():
+    """Small networks: several shapes (input widths that are not multiples of 8 or 4), one
+    or two hidden layers, random thresholds; one with two identical outputs (ties) and one
+    whose outputs never fire (decided by the potential at t_max)."""
+    rng = np.random.default_rng(42)
+    cases = {}
+    for sizes, t_max in (([13, 9, 4], 16), ([30, 17, 11, 5], 24), ([8, 8, 3], 12),
+                         ([61, 20, 10], 32), ([5, 3, 12, 2], 10)):
+        cases["-".join(map(str, sizes))] = random_net(rng, sizes, t_max)
+    net = random_net(rng, [12, 10, 4], 20)
+    w, th = net.weights[1].copy(), net.thresholds[1].copy()
+    w[:, 1], th[1] = w[:, 0], th[0]
+    cases["tied-outputs"] = BinaryNet((net.weights[0], w), (net.thresholds[0], th), 20)
+    net = random_net(rng, [12, 10, 4], 20)
+    cases["silent-outputs"] = BinaryNet(net.weights, (net.thresholds[0], np.full(4, 1000, np.int32)), 20)
+    return cases
+
+
+NETS = network_factory()
+
+
+def inputs_for(name: str, net: BinaryNet, n: int = 60):
+    rng = np.random.default_rng(sum(map(ord, name)))
+    return random_latency_events(rng, n, net.sizes[0], net.t_max)
+
+
+def encoder_for(net: BinaryNet) -> dict:
+    return latency_encoder(net.t_max, (net.sizes[0],), "test")
+
+
+def write(fmt: str, net: BinaryNet, folder: Path) -> Path:
+    if fmt == "nir":
+        pytest.importorskip("nir")
+    return E.write(fmt, E.from_binary_net(net, encoder_for(net)), folder / FILE_NAMES[fmt])
+
+
+def assert_same_decisions(reference, rerun):
+    np.testing.assert_array_equal(rerun.prediction, reference.prediction)
+    np.testing.assert_array_equal(rerun.tie, reference.tie)
+    np.testing.assert_array_equal(rerun.time, reference.time)
+
+
+# --- round trips --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(NETS))
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_round_trips_exactly(fmt, name, tmp_path):
+    net = NETS[name]
+    path = write(fmt, net, tmp_path)
+    loader = {"npz": E.load_npz, "nir": E.load_nir, "c": E.load_c_header, "hex": E.load_hex}[fmt]
+    loaded, encoder = loader(path)
+    assert encoder == encoder_for(net) and loaded.t_max == net.t_max
+    for a, b in zip(loaded.weights + loaded.thresholds, net.weights + net.thresholds):
+        np.testing.assert_array_equal(a, b)
+    events = inputs_for(name, net)
+    _, reference = forward_decisions(net, events)
+    assert_same_decisions(reference, verify.simulate(E.read(fmt, path), events))
+    check = E.verify_file(fmt, path, net, events, reference, run_c=False)
+    assert check["n_samples"] == len(events)
+
+
+def test_the_factory_covers_ties_silent_outputs_and_both_depths():
+    ties = silent = 0
+    for name, net in NETS.items():
+        _, d = forward_decisions(net, inputs_for(name, net))
+        ties += int(d.tie.sum())
+        silent += int((d.time == net.t_max).sum())
+    assert ties > 0 and silent > 0
+    assert {len(net.weights) for net in NETS.values()} == {2, 3}
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang)")
+@pytest.mark.parametrize("name", list(NETS))
+def test_c_reference_predicts_like_the_model(name, tmp_path):
+    net = NETS[name]
+    header = write("c", net, tmp_path)
+    events = inputs_for(name, net, 80)
+    _, reference = forward_decisions(net, events)
+    predictions = c_format.run_c_reference(header, events, net.t_max)
+    np.testing.assert_array_equal(predictions, reference.prediction)
+
+
+def test_rerun_handles_repeated_input_spikes():
+    rng = np.random.default_rng(7)
+    net = random_net(rng, [12, 20, 5], t_max=40, max_threshold=8)
+    events = random_multi_spike_events(rng, 30, 12, 40)
+    _, reference = forward_decisions(net, events)
+    assert_same_decisions(reference, verify.simulate(E.from_binary_net(net, encoder_for(net)), events))
+
+
+def test_rerun_on_a_784_600_10_network_with_digit_like_input():
+    rng = np.random.default_rng(3)
+    net = random_net(rng, [784, 600, 10], 256, max_threshold=1)
+    net = BinaryNet(net.weights, (rng.integers(3, 25, 600).astype(np.int32),
+                                  rng.integers(2, 12, 10).astype(np.int32)), 256)
+    events = random_latency_events(rng, 16, 784, 256, p_silent=0.8)
+    _, reference = forward_decisions(net, events)
+    assert_same_decisions(reference, verify.simulate(E.from_binary_net(net, encoder_for(net)), events))
+
+
+def test_footprint_of_784_600_10():
+    net = random_net(np.random.default_rng(0), [784, 600, 10], 256)
+    fp = E.footprint(E.from_binary_net(net, encoder_for(net)))
+    assert fp["weight_bytes"] == 600 * 98 + 10 * 75  # rows of ceil(n_in / 8) bytes
+    assert fp["threshold_bytes"] == 2 * 610
+    assert fp["float32_bytes"] == 4 * (784 * 600 + 600 * 10 + 610)
+
+
+def test_hex_rows_are_msb_first(tmp_path):
+    """Input 0 of neuron 0 is the top bit of the first digit; rows pad to whole digits."""
+    w = -np.ones((6, 2), np.int8)
+    w[0, 0] = w[5, 0] = w[1, 1] = 1
+    net = BinaryNet((w,), (np.array([1, 300], np.int32),), 8)
+    folder = E.write("hex", E.from_binary_net(net, encoder_for(net)), tmp_path / "hex")
+    assert (folder / "layer0_weights.hex").read_text().split() == ["84", "40"]
+    assert (folder / "layer0_thresholds.hex").read_text().split() == ["0001", "012c"]
+
+
+def test_uint8_integer_formula_matches_the_encoder():
+    p = np.arange(256)
+    for t_max in (2, 16, 32, 64, 255, 256, 1000):
+        integer = np.where(p > 0, ((255 - p) * (t_max - 1) * 2 + 255) // 510, t_max)
+        np.testing.assert_array_equal(integer, encode_latency(p.astype(np.uint8), t_max))
+
+
+def test_verify_path_imports_no_engine(tmp_path):
+    net = NETS["13-9-4"]
+    path = write("npz", net, tmp_path)
+    code = f"""
+import sys
+import numpy as np
+from bstdg.encoding import SpikeEvents
+from bstdg.export import read_npz, verify
+ex = read_npz({str(path)!r})
+events = SpikeEvents(np.array([0, 3], np.int32), np.array([1, 2], np.int32),
+                     np.array([0, 2], np.int64), 13)
+verify.simulate(ex, events)
+loaded = [m for m in sys.modules if m.startswith(("bstdg.engine", "bstdg.evaluation", "numba"))]
+assert not loaded, loaded
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# --- corrupt, truncated, mismatched --------------------------------------------------------
+
+
+def one_line(exc: pytest.ExceptionInfo, *fragments: str) -> None:
+    message = str(exc.value)
+    assert isinstance(exc.value, BstdgError) and "\n" not in message.strip()
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def rewrite_npz(path: Path, **changes) -> None:
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays.update(changes)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+def test_npz_corruption_is_caught(tmp_path):
+    net = NETS["61-20-10"]
+    path = write("npz", net, tmp_path)
+    good = path.read_bytes()
+    path.write_bytes(good[: len(good) // 2])
+    with pytest.raises(ExportError) as exc:
+        E.read_npz(path)
+    one_line(exc, str(path), "truncated or corrupt")
+    path.write_text("hello")
+    with pytest.raises(ExportError) as exc:
+        E.read_npz(path)
+    one_line(exc, str(path))
+
+    path.write_bytes(good)
+    with np.load(path) as z:
+        bits = z["layer0_bits"].copy()
+    bits[3, 2] ^= 0x10
+    rewrite_npz(path, layer0_bits=bits)
+    with pytest.raises(ExportError) as exc:
+        E.read_npz(path)
+    one_line(exc, "digest")
+
+    path.write_bytes(good)
+    bits[3, 2] ^= 0x10
+    bits[0, -1] |= 0x01  # 61 inputs: the last 3 bits of a row are padding
+    rewrite_npz(path, layer0_bits=bits)
+    with pytest.raises(ExportError) as exc:
+        E.read_npz(path)
+    one_line(exc, "padding")
+
+    for change, fragment in ((dict(format=np.array("other")), "not a bstdg export"),
+                             (dict(format_version=np.array(2)), "v2"),
+                             (dict(layer1_thresholds=np.zeros(3, np.int32)), "thresholds"),
+                             (dict(t_max=np.array(33)), "t_max")):
+        path.write_bytes(good)
+        rewrite_npz(path, **change)
+        with pytest.raises(ExportError) as exc:
+            E.read_npz(path)
+        one_line(exc, fragment)
+
+
+def test_nir_corruption_is_caught(tmp_path):
+    nir = pytest.importorskip("nir")
+    net = NETS["13-9-4"]
+    path = write("nir", net, tmp_path)
+
+    def rewritten(edit):
+        graph = nir.read(path)
+        edit(graph)
+        out = tmp_path / "edited.nir"
+        nir.write(out, graph)
+        return out
+
+    def half_weight(g):
+        g.nodes["fc0"].weight[0, 0] = 0.5
+
+    def threshold_plus_one(g):
+        g.nodes["if1"].v_threshold[0] += 1
+
+    def integer_threshold(g):
+        g.nodes["if0"].v_threshold[0] += 0.5
+
+    def no_metadata(g):
+        g.metadata.pop("bstdg_format")
+
+    for edit, fragment in ((half_weight, "-1 or +1"), (threshold_plus_one, "digest"),
+                           (integer_threshold, "integer minus 0.5"),
+                           (no_metadata, "not a bstdg NIR export")):
+        with pytest.raises(ExportError) as exc:
+            E.read_nir(rewritten(edit))
+        one_line(exc, fragment)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ExportError) as exc:
+        E.read_nir(path)
+    one_line(exc, "cannot read the NIR file")
+
+
+def test_hex_corruption_is_caught(tmp_path):
+    net = NETS["30-17-11-5"]
+    folder = write("hex", net, tmp_path)
+    weights = folder / "layer1_weights.hex"
+    good = weights.read_text()
+    manifest = json.loads((folder / "manifest.json").read_text())
+
+    def with_sha(text: str):
+        import hashlib
+
+        weights.write_text(text)
+        m = json.loads(json.dumps(manifest))
+        m["layers"][1]["sha256"]["weights"] = hashlib.sha256(text.encode()).hexdigest()
+        (folder / "manifest.json").write_text(json.dumps(m))
+
+    lines = good.split()
+    weights.write_text(good.replace(lines[0], ("1" if lines[0][0] != "1" else "2") + lines[0][1:], 1))
+    with pytest.raises(ExportError) as exc:
+        E.read_hex(folder)
+    one_line(exc, "SHA-256")
+    with_sha("\n".join(lines[:-1]) + "\n")
+    with pytest.raises(ExportError) as exc:
+        E.read_hex(folder)
+    one_line(exc, "expected 11 lines of 5 hex digits")
+    padded = lines.copy()
+    padded[0] = padded[0][:-1] + format(int(padded[0][-1], 16) | 1, "x")  # 17 inputs: 3 pad bits
+    with_sha("\n".join(padded) + "\n")
+    with pytest.raises(ExportError) as exc:
+        E.read_hex(folder)
+    one_line(exc, "padding")
+    flipped = lines.copy()
+    flipped[2] = format(int(flipped[2][0], 16) ^ 8, "x") + flipped[2][1:]
+    with_sha("\n".join(flipped) + "\n")
+    with pytest.raises(ExportError) as exc:
+        E.read_hex(folder)
+    one_line(exc, "digest")
+    (folder / "manifest.json").unlink()
+    with pytest.raises(ExportError) as exc:
+        E.read_hex(folder)
+    one_line(exc, "manifest.json")
+
+
+def test_c_header_corruption_is_caught(tmp_path):
+    net = NETS["8-8-3"]
+    header = write("c", net, tmp_path)
+    text = header.read_text()
+    start = text.index("bstdg_th0[8] = {\n    ") + len("bstdg_th0[8] = {\n    ")
+    corrupt = text[:start] + str(int(text[start]) % 9 + 1) + text[start + 1:]
+    bad = tmp_path / "bad.h"
+    bad.write_text(corrupt)
+    with pytest.raises(ExportError) as exc:
+        E.read_c_header(bad)
+    one_line(exc, "BSTDG_CRC32")
+    bad.write_text(text[: len(text) // 2])
+    with pytest.raises(ExportError) as exc:
+        E.read_c_header(bad)
+    one_line(exc, str(bad))
+    if HAVE_CC:  # the C program refuses the corrupt header at start-up
+        bad.write_text(corrupt)
+        exe = c_format.compile_reference(bad, tmp_path / "build")
+        samples = c_format.write_samples(tmp_path / "s.txt", np.zeros((1, 8), np.int64), 12)
+        done = subprocess.run([str(exe), str(samples)], capture_output=True, text=True)
+        assert done.returncode == 1 and "CRC-32" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and done.stdout == ""
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang)")
+def test_c_reference_rejects_mismatched_samples(tmp_path):
+    net = NETS["8-8-3"]
+    exe = c_format.compile_reference(write("c", net, tmp_path), tmp_path / "build")
+    cases = {"9 inputs": "bstdg-samples 1 9 12\n" + " ".join(["0"] * 9) + "\n",
+             "t_max 16": "bstdg-samples 1 8 16\n" + " ".join(["0"] * 8) + "\n",
+             "outside 0..T_MAX": "bstdg-samples 1 8 12\n0 0 0 0 0 0 0 13\n",
+             "incomplete": "bstdg-samples 1 8 12\n0 1 2 3 4 5 6 7\n0 1 2\n",
+             "does not start": "0 1 2 3 4 5 6 7\n"}
+    for fragment, text in cases.items():
+        samples = tmp_path / "samples.txt"
+        samples.write_text(text)
+        done = subprocess.run([str(exe), str(samples)], capture_output=True, text=True)
+        assert done.returncode == 1 and fragment in done.stderr, (fragment, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_mismatches_are_caught(tmp_path):
+    net, other = NETS["13-9-4"], NETS["tied-outputs"]
+    path = write("npz", other, tmp_path)
+    with pytest.raises(ExportError) as exc:
+        E.verify_file("npz", path, net, inputs_for("x", net))
+    one_line(exc, "different network")
+    with pytest.raises(ExportError) as exc:
+        verify.simulate(E.read_npz(path), inputs_for("x", net))
+    one_line(exc, "13 inputs", "12")
+    with pytest.raises(ExportError) as exc:
+        E.from_binary_net(net, latency_encoder(net.t_max + 1, (13,)))
+    one_line(exc, "t_max")
+    with pytest.raises(ExportError) as exc:
+        E.from_binary_net(net, latency_encoder(net.t_max, (4, 4)))
+    one_line(exc, "input shape")
+    with pytest.raises(ExportError) as exc:
+        c_format.spike_time_matrix(random_multi_spike_events(np.random.default_rng(0), 3, 13, 16), 16)
+    one_line(exc, "more than once")
+
+
+def test_a_wrong_prediction_is_reported(tmp_path):
+    net = NETS["61-20-10"]
+    path = write("npz", net, tmp_path)
+    events = inputs_for("61-20-10", net)
+    _, reference = forward_decisions(net, events)
+    reference.prediction[5] = (reference.prediction[5] + 1) % 10
+    with pytest.raises(ExportError) as exc:
+        E.verify_file("npz", path, net, events, reference)
+    one_line(exc, "prediction differs", "1 of 60", "sample 5")
+
+
+def test_missing_nir_package_gives_one_clear_line(monkeypatch):
+    monkeypatch.setitem(sys.modules, "nir", None)
+    with pytest.raises(BstdgError) as exc:
+        nir_format.require_nir()
+    one_line(exc, "pip install nir")
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_run(tmp_path, monkeypatch):
+    """A saved 784-24-10 model (t_max 32, not trained) and a fake MNIST of 40 test images."""
+    monkeypatch.delenv("BSTDG_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(5)
+    sizes = (784, 24, 10)
+    n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    net = BinarySNN(sizes, 32, rng.uniform(-1, 1, n_w).astype(np.float32),
+                    rng.uniform(1, 10, 34).astype(np.float32),
+                    {"dataset": "mnist", "encoder": {"kind": "latency", "t_max": 32}})
+    run = tmp_path / "run"
+    run.mkdir()
+    net.save(run / "model.npz")
+    data = tmp_path / "data" / "mnist"
+    data.mkdir(parents=True)
+    for prefix, n in (("train", 8), ("t10k", 40)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        images.reshape(n, -1)[:, :] = rng.integers(0, 256, (n, 784)) * (rng.random((n, 784)) < 0.2)
+        write_idx(data / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(data / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
+    return run, data
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_cli_export_verify(fmt, tiny_run, capsys):
+    if fmt == "nir":
+        pytest.importorskip("nir")
+    run, data = tiny_run
+    out = run / FILE_NAMES[fmt]
+    status = main_cli(["export", str(run), "--format", fmt, "--out", str(out), "--verify",
+                       "--data-dir", str(data.parent)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "identical predictions" in printed and "40 mnist test samples" in printed
+    assert "weights            2,382 B" in printed  # 24 rows of 98 bytes, 10 rows of 3
+    assert "thresholds         68 B" in printed
+    if fmt == "c":
+        assert ("compiled and run" if HAVE_CC else "not run") in printed
+
+
+def test_cli_export_random_inputs_and_errors(tiny_run, capsys):
+    run, _ = tiny_run
+    status = main_cli(["export", str(run), "--format", "npz", "--out", str(run),
+                       "--random-inputs", "25"])
+    printed = capsys.readouterr().out
+    assert status == 0 and "25 random latency-coded inputs" in printed
+    assert E.read_npz(run / "export.npz").sizes == (784, 24, 10)  # a folder gets a default name
+    assert BinarySNN.load(run / "model.npz").sizes == (784, 24, 10)  # the model is untouched
+
+
+def test_cli_export_errors_are_one_line(tiny_run, capsys):
+    run, _ = tiny_run
+    for argv, fragment in ((["export", "nowhere", "--format", "npz", "--out", "x.npz"], "no model"),
+                           (["export", str(run), "--format", "npz", "--out", "x.npz", "--verify"],
+                            "mnist"),
+                           (["export", str(run), "--format", "npz", "--out", str(run / "model.npz")],
+                            "would overwrite the model"),
+                           (["export", str(run), "--format", "pdf", "--out", "x"], "invalid choice")):
+        status = main_cli(argv)
+        err = capsys.readouterr().err
+        assert status != 0 and fragment in err, err
+        assert len(err.strip().splitlines()) == 1 and err.startswith("bstdg: error: ")
