@@ -176,6 +176,7 @@ def dog_responses(images: np.ndarray, sigma_centre: float, sigma_surround: float
         raise DataError(f"{NAME}: images of {images.shape[1]}x{images.shape[2]} are too small "
                         f"for a {size}x{size} DoG window")
     dog = _blur(images, sigma_centre, size) - _blur(images, sigma_surround, size)
+    dog[np.abs(dog) < 1e-9] = 0.0  # rounding noise of a flat region is no edge
     maps = np.stack([np.maximum(dog, 0.0), np.maximum(-dog, 0.0)], axis=1)
     peak = maps.reshape(len(maps), -1).max(axis=1)
     scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0)

@@ -232,7 +232,9 @@ def bin_spikes(sf: SpikeFile, t_max: int, duration_s: float, channels: int) -> S
         raise DataError(f"duration_s must be positive, got {duration_s}")
     if not 1 <= channels <= sf.n_channels:
         raise DataError(f"channels must be 1..{sf.n_channels}, got {channels}")
-    step = np.floor(sf.times * (t_max / duration_s))
+    # + 1e-6 step: a time stored as float32 just below a step boundary (0.005 s is
+    # 0.0049999999) lands on the step it was written for.
+    step = np.floor(sf.times * (t_max / duration_s) + 1e-6)
     keep = step < t_max
     owner = np.repeat(np.arange(len(sf)), np.diff(sf.ptr))[keep]
     steps = step[keep].astype(np.int64)
