@@ -458,3 +458,29 @@ def test_cli_export_errors_are_one_line(tiny_run, capsys):
         err = capsys.readouterr().err
         assert status != 0 and fragment in err, err
         assert len(err.strip().splitlines()) == 1 and err.startswith("bstdg: error: ")
+
+
+def test_the_documented_reimplementation_matches_the_model(tmp_path):
+    """docs/export.md's 20-line inference, run on an exported file, predicts like the model
+    on digit-like uint8 images (encoded by the document's integer formula)."""
+    from helpers import digit_like_images
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "export.md").read_text()
+    block = doc.split("<!-- reimplementation -->")[1].split("<!-- /reimplementation -->")[0]
+    code = block.split("```python")[1].split("```")[0]
+    ns: dict = {}
+    exec(compile(code, "docs/export.md", "exec"), ns)
+    rng = np.random.default_rng(11)
+    t_max = 48
+    net = random_net(rng, [784, 40, 10], t_max, max_threshold=1)
+    net = BinaryNet(net.weights, (rng.integers(3, 20, 40).astype(np.int32),
+                                  rng.integers(1, 6, 10).astype(np.int32)), t_max)
+    images = digit_like_images(rng, 12)
+    events = times_to_events(encode_latency(images.reshape(12, -1), t_max), t_max)
+    _, reference = forward_decisions(net, events)
+    path = E.export_npz(net, latency_encoder(t_max, (28, 28), "mnist"), tmp_path / "m.npz")
+    layers, doc_t_max, encoder = ns["load"](path)
+    assert doc_t_max == t_max and encoder["input_shape"] == [28, 28]
+    predictions = [ns["classify"](layers, t_max, ns["encode"](image, t_max)) for image in images]
+    np.testing.assert_array_equal(predictions, reference.prediction)
+    assert len(set(predictions)) > 1
