@@ -201,20 +201,35 @@ def spike_time_matrix(events, t_max: int) -> np.ndarray:
     when an input spikes more than once (the C program reads one time per input)."""
     times = np.full((len(events), events.n_units), t_max, np.int64)
     owner = np.repeat(np.arange(len(events)), np.diff(events.ptr))
-    if len(owner) != len(np.unique(owner * events.n_units + events.units)):
+    times[owner, events.units] = events.times
+    if np.count_nonzero(times < t_max) != len(owner) or (np.asarray(events.times) >= t_max).any():
         raise ExportError("the C reference reads one spike time per input; these samples "
                           "have inputs that spike more than once")
-    times[owner, events.units] = events.times
     return times
 
 
 def write_samples(path, times: np.ndarray, t_max: int) -> Path:
-    """Write spike times ``(B, n_inputs)`` in the C program's samples format."""
+    """Write spike times ``(B, n_inputs)`` in the C program's samples format (numbers
+    right-aligned in fixed-width columns)."""
     times = np.asarray(times, np.int64)
+    if times.size and (times.min() < 0 or times.max() > t_max):
+        raise ExportError(f"spike times must be in 0..{t_max}")
+    width = len(str(t_max))
     path = Path(path)
-    with open(path, "w") as f:
-        f.write(f"{SAMPLES_MAGIC} 1 {times.shape[1]} {t_max}\n")
-        np.savetxt(f, times, fmt="%d", delimiter=" ")
+    with open(path, "wb") as f:
+        f.write(f"{SAMPLES_MAGIC} 1 {times.shape[1]} {t_max}\n".encode())
+        for start in range(0, len(times), 1024):
+            block = times[start:start + 1024]
+            chars = np.full(block.shape + (width + 1,), ord(" "), np.uint8)
+            value = block.copy()
+            for k in range(width, 0, -1):  # digits right to left; leading zeros stay blank
+                digit = (value % 10).astype(np.uint8)
+                show = (value > 0) | (k == width)
+                chars[..., k] = np.where(show, ord("0") + digit, ord(" "))
+                value //= 10
+            lines = chars.reshape(len(block), -1)[:, 1:]  # no separator before input 0
+            newline = np.full((len(block), 1), ord("\n"), np.uint8)
+            f.write(np.concatenate([lines, newline], axis=1).tobytes())
     return path
 
 
