@@ -4,7 +4,6 @@ truncated or mismatched files raise one clear error."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +14,11 @@ import pytest
 from bstdg import export as E
 from bstdg.cli import main_cli
 from bstdg.data.idx import write_idx
-from bstdg.encoding import SpikeEvents, encode_latency, times_to_events
+from bstdg.encoding import encode_latency, times_to_events
 from bstdg.engine import BinaryNet
 from bstdg.errors import BstdgError
 from bstdg.evaluation import forward_decisions
-from bstdg.export import c_format, hex_format, nir_format, verify
+from bstdg.export import c_format, nir_format, verify
 from bstdg.export.model import ExportError, latency_encoder
 from bstdg.network import BinarySNN
 
