@@ -428,3 +428,30 @@ def test_fsdd_build_errors(tmp_path, monkeypatch, capsys):
     status = main_cli(["train", "--dataset", "fsdd-spikes", "--data-dir", str(tmp_path),
                        "--out", str(tmp_path / "r")])
     one_line_error(capsys, status, "fsdd-spikes not found", "bstdg data build fsdd-spikes")
+
+
+def fake_tonic(make_files: bool):
+    """A stand-in for the tonic package: its SHD dataset 'downloads' a tiny file or fails."""
+    import types
+
+    class SHD:
+        def __init__(self, save_to, train=True):
+            if not make_files:
+                raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+            split = "train" if train else "test"
+            self.location_on_system = save_to
+            write_official_layout(Path(save_to) / f"shd_{split}.h5", [[0.1, 0.2]] * 3,
+                                  [[1, 2]] * 3, [0, 1, 2])
+
+    return types.SimpleNamespace(datasets=types.SimpleNamespace(SHD=SHD))
+
+
+def test_shd_fetch_through_tonic(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tonic", fake_tonic(False))
+    with pytest.raises(DataError, match="tonic could not download SHD .*name resolution.*shd_test.h5"):
+        fetch("shd", tmp_path / "datasets")
+    monkeypatch.setitem(sys.modules, "tonic", fake_tonic(True))
+    monkeypatch.setitem(shd.DATASETS["shd"], "counts", {"train": 3, "test": 3})
+    got = fetch("shd", tmp_path / "datasets")
+    assert sorted(p.name for p in got.iterdir()) == ["shd_test.h5", "shd_train.h5"]
+    assert load_events("shd", "test", 10, tmp_path / "datasets").events.n_units == 700
