@@ -44,6 +44,25 @@ def _train_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainConfig)} - {"rule"}
 
 
+def _same_kind(value, default) -> bool:
+    """TOML ``value`` fits a setting whose default is ``default`` (an int is a float too)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, (tuple, list)):
+        return isinstance(value, (tuple, list))
+    return isinstance(value, type(default))
+
+
+def _check_kinds(values: dict, defaults, source: str, what: str) -> None:
+    for key, value in values.items():
+        default = getattr(defaults, key)
+        if not _same_kind(value, default):
+            raise BstdgError(f"config {source}: {what}{key} must be {type(default).__name__}, "
+                             f"got {value!r}")
+
+
 def _rule_fields() -> set[str]:
     from .learning import LearningRule
 
@@ -97,6 +116,11 @@ def _split(raw: dict, source: str, data_keys: set[str] | None) -> RunConfig:
             raise BstdgError(f"config {source}: unknown key {key!r}"
                              f"{f' for dataset {dataset}' if dataset else ''} "
                              f"(known: {', '.join(known)})")
+    from .learning import LearningRule
+    from .train import TrainConfig
+
+    _check_kinds({k: v for k, v in train.items() if k != "hidden"}, TrainConfig(), source, "")
+    _check_kinds(rule, LearningRule(), source, "rule.")
     if "hidden" in train:
         hidden = train["hidden"]
         if isinstance(hidden, int):
@@ -132,10 +156,7 @@ def check_data_options(dataset: str, options: dict, source: str = "options") -> 
     merged = dict(defaults)
     for key, value in options.items():
         default = defaults[key]
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-              if isinstance(default, float) and not isinstance(default, bool)
-              else isinstance(value, type(default)))
-        if not ok:
+        if not _same_kind(value, default):
             raise BstdgError(f"{source}: option {key} of {dataset} must be "
                              f"{type(default).__name__}, got {value!r}")
         merged[key] = float(value) if isinstance(default, float) else value
