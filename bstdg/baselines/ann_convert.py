@@ -23,8 +23,9 @@ constant current. Weights are real (not binary). Equations: ``docs/baselines-qua
 
 from __future__ import annotations
 
+import contextlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -54,8 +55,9 @@ class ANNConvertConfig:
 
 
 def train_ann(config: ANNConvertConfig, x: np.ndarray, labels: np.ndarray, log=None,
-              n_classes: int = 10) -> tuple[RateNet, list]:
-    """The ReLU ANN (thresholds not set yet: ``thetas`` is filled with ``inf``)."""
+              n_classes: int = 10, epoch_context=None, on_epoch=None) -> tuple[RateNet, list]:
+    """The ReLU ANN (thresholds not set yet: ``thetas`` is filled with ``inf``).
+    ``epoch_context``, ``on_epoch``: as for :func:`bstdg.baselines.quant_threshold.train`."""
     t = _torch()
     sizes = (x.shape[1], *config.hidden, n_classes)
     weights, biases = ratecode.init_layers(sizes, config.seed)
@@ -63,32 +65,38 @@ def train_ann(config: ANNConvertConfig, x: np.ndarray, labels: np.ndarray, log=N
     rng = np.random.default_rng(config.seed + 1)
     xt, yt = t.as_tensor(x), t.as_tensor(labels)
     history = []
+    epoch_context = epoch_context or contextlib.nullcontext
+    snapshot = lambda: RateNet([w.detach().numpy().copy() for w in weights],  # noqa: E731
+                               [b.detach().numpy().copy() for b in biases],
+                               [float("inf")] * (len(weights) - 1), config.v0)
     for epoch in range(config.epochs):
-        start = time.perf_counter()
-        losses, correct = 0.0, 0
-        for idx in ratecode.iterate_minibatches(rng, len(x), config.batch_size):
-            idx = t.as_tensor(idx)
-            h = xt[idx]
-            for l, (w, b) in enumerate(zip(weights, biases)):
-                h = h @ w + b
-                if l < len(weights) - 1:
-                    h = t.relu(h)
-            loss = t.nn.functional.cross_entropy(h, yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            losses += float(loss.detach()) * len(idx)
-            correct += int((h.argmax(1) == yt[idx]).sum())
-        elapsed = time.perf_counter() - start
+        with epoch_context():
+            start = time.perf_counter()
+            losses, correct = 0.0, 0
+            for idx in ratecode.iterate_minibatches(rng, len(x), config.batch_size):
+                idx = t.as_tensor(idx)
+                h = xt[idx]
+                for l, (w, b) in enumerate(zip(weights, biases)):
+                    h = h @ w + b
+                    if l < len(weights) - 1:
+                        h = t.relu(h)
+                loss = t.nn.functional.cross_entropy(h, yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses += float(loss.detach()) * len(idx)
+                correct += int((h.argmax(1) == yt[idx]).sum())
+            elapsed = time.perf_counter() - start
         history.append({"epoch": epoch + 1, "loss": losses / len(x),
-                        "train_accuracy_running": correct / len(x), "train_seconds": elapsed})
+                        "train_accuracy_running": correct / len(x), "train_seconds": elapsed,
+                        "train_samples_per_s": len(x) / elapsed if elapsed > 0 else float("inf"),
+                        **(on_epoch(snapshot()) if on_epoch else {})})
         if log:
+            extra = (f", ANN test accuracy {history[-1]['ann_test_accuracy']:.4f}"
+                     if "ann_test_accuracy" in history[-1] else "")
             log(f"  ann epoch {epoch + 1}: loss {losses / len(x):.4f}, running accuracy "
-                f"{correct / len(x):.4f}, {elapsed:.1f} s")
-    net = RateNet([w.detach().numpy().copy() for w in weights],
-                  [b.detach().numpy().copy() for b in biases],
-                  [float("inf")] * (len(weights) - 1), config.v0)
-    return net, history
+                f"{correct / len(x):.4f}{extra}, {elapsed:.1f} s")
+    return snapshot(), history
 
 
 def normalised_thresholds(net: RateNet, x_cal: np.ndarray, percentile: float = 99.99) -> list:
@@ -188,3 +196,63 @@ def run(steps=(2, 4, 8, 16, 32), *, x_train, y_train, x_test, y_test, config=Non
             "n_train": int(len(x_train)), "n_test": int(len(x_test)),
             "ann_test_accuracy": ann_acc, "ann_history": history, "ann_train_wall_s": wall,
             "normalised_thetas": reference.thetas, "rows": rows}
+
+
+def run_method(run) -> dict:
+    """``ann-convert`` for :mod:`bstdg.compare` (``run`` is a ``RunConfig``): the ANN trained
+    (each epoch timed by ``run.meter``), converted for ``T = run.t_max`` time steps; the main
+    figures are those of the tuned thresholds, ``untuned`` holds the normalised ones. After
+    each epoch the ANN is converted and tuned to give that epoch's test accuracy."""
+    from pathlib import Path
+
+    threads = ratecode.init_threads()
+    _torch().manual_seed(run.seed)
+    x_train, y_train, x_test, y_test = ratecode.compare_data(run)
+    cfg = ANNConvertConfig(hidden=tuple(run.hidden), epochs=run.epochs, seed=run.seed)
+    n_steps = run.t_max
+    rng = np.random.default_rng(cfg.seed + 2)
+    x_cal = x_train[np.sort(rng.permutation(len(x_train))[:cfg.calib_samples])]
+
+    def convert(ann):
+        reference = ann.with_thetas(normalised_thresholds(ann, x_cal, cfg.norm_percentile))
+        start = time.perf_counter()
+        thetas, tuning = tune_thresholds(reference, x_cal, n_steps, cfg.grid)
+        return reference, reference.with_thetas(thetas), tuning, time.perf_counter() - start
+
+    def on_epoch(ann):
+        _, tuned, _, _ = convert(ann)
+        ann_acc = ratecode.accuracy(ratecode.ann_forward(ann, x_test)[0], y_test)[0]
+        return {**ratecode.test_figures(tuned, x_test, y_test, n_steps)[0], "ann_test_accuracy": ann_acc}
+
+    train_ann(replace(cfg, epochs=1), x_train[:16], y_train[:16])  # warm-up, outside the meter
+    ann, history = train_ann(cfg, x_train, y_train, print, epoch_context=run.meter.training,
+                             on_epoch=on_epoch)
+    reference, tuned, tuning, tune_s = convert(ann)
+    ann_test = ratecode.ann_forward(ann, x_test)
+    figures, snn = ratecode.test_figures(tuned, x_test, y_test, n_steps)
+    plain_figures, plain_snn = ratecode.test_figures(reference, x_test, y_test, n_steps)
+    out = Path(run.out)
+    ratecode.save_rate_model(out / "model_rate.npz", tuned, n_steps, method=NAME,
+                             dataset=run.dataset, normalised_thetas=reference.thetas)
+    synops = lambda s, net: {k: v for k, v in ratecode.rate_synops(  # noqa: E731
+        x_test, s, net.sizes, n_steps).items() if k != "hidden_spikes_per_sample"}
+    cfg_dict = asdict(cfg)
+    cfg_dict["hidden"] = list(cfg.hidden)
+    return {"dataset": run.dataset, **figures,
+            "train_accuracy_running": history[-1]["train_accuracy_running"],
+            "epochs": cfg.epochs, "n_train": len(y_train), "n_test": len(y_test),
+            "sizes": list(tuned.sizes), "config": cfg_dict, "history": history,
+            "ann_test_accuracy": ratecode.accuracy(ann_test[0], y_test)[0],
+            "test_accuracy_untuned": plain_figures["test_accuracy"],
+            "thetas": tuned.thetas, "normalised_thetas": reference.thetas, "tuning": tuning,
+            "tuning_seconds": tune_s,
+            "output_conversion_mse": float(((snn.logits - ann_test[0]) ** 2).mean()),
+            "layers": ratecode.layer_errors(tuned, snn, n_steps, ann_test[1]),
+            **synops(snn, tuned),
+            "untuned": {**plain_figures, **synops(plain_snn, reference),
+                        "output_conversion_mse": float(((plain_snn.logits - ann_test[0]) ** 2).mean()),
+                        "layers": ratecode.layer_errors(reference, plain_snn, n_steps, ann_test[1])},
+            "binary_weights": False, "threads": threads,
+            "input": "analog pixel (uint8/255) as a constant current at each of the T steps",
+            "inference": f"converted IF, reset by subtraction, time-stepped (torch) over all "
+                         f"T={n_steps} steps; output = largest integrated potential"}

@@ -22,6 +22,7 @@ Weights are real (not binary). Equations: ``docs/baselines-quant-convert.md``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, replace
 
@@ -91,8 +92,13 @@ def initial_thetas(x, weights, biases, percentile: float) -> list:
 
 
 def train(config: QuantThresholdConfig, x: np.ndarray, labels: np.ndarray, log=None,
-          n_classes: int = 10) -> tuple[RateNet, list]:
-    """Train on analog inputs ``x`` ``(N, n_in)``; returns the network and per-epoch history."""
+          n_classes: int = 10, epoch_context=None, on_epoch=None) -> tuple[RateNet, list]:
+    """Train on analog inputs ``x`` ``(N, n_in)``; returns the network and per-epoch history.
+
+    ``epoch_context()``: a context manager wrapped around each epoch and nothing else (the
+    compare harness's timer); ``on_epoch(net)``: a dict of extra figures (test accuracy) for
+    that epoch's history entry, computed outside the context.
+    """
     t = _torch()
     sizes = (x.shape[1], *config.hidden, n_classes)
     weights, biases = ratecode.init_layers(sizes, config.seed)
@@ -104,33 +110,42 @@ def train(config: QuantThresholdConfig, x: np.ndarray, labels: np.ndarray, log=N
                         {"params": thetas, "lr": config.lr_theta}])
     xt, yt = t.as_tensor(x), t.as_tensor(labels)
     history = []
+    epoch_context = epoch_context or contextlib.nullcontext
     for epoch in range(config.epochs):
-        start = time.perf_counter()
-        losses, correct = 0.0, 0
-        for idx in ratecode.iterate_minibatches(rng, len(x), config.batch_size):
-            idx = t.as_tensor(idx)
-            logits = forward_train(xt[idx], weights, biases, thetas, config.steps, config.v0)
-            loss = t.nn.functional.cross_entropy(logits, yt[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with t.no_grad():
-                for th in thetas:
-                    th.clamp_(min=1e-3)
-            losses += float(loss.detach()) * len(idx)
-            correct += int((logits.argmax(1) == yt[idx]).sum())
-        elapsed = time.perf_counter() - start
+        with epoch_context():
+            start = time.perf_counter()
+            losses, correct = 0.0, 0
+            for idx in ratecode.iterate_minibatches(rng, len(x), config.batch_size):
+                idx = t.as_tensor(idx)
+                logits = forward_train(xt[idx], weights, biases, thetas, config.steps, config.v0)
+                loss = t.nn.functional.cross_entropy(logits, yt[idx])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                with t.no_grad():
+                    for th in thetas:
+                        th.clamp_(min=1e-3)
+                losses += float(loss.detach()) * len(idx)
+                correct += int((logits.argmax(1) == yt[idx]).sum())
+            elapsed = time.perf_counter() - start
+        net = snapshot(weights, biases, thetas, config.v0)
         history.append({"epoch": epoch + 1, "loss": losses / len(x),
                         "train_accuracy_running": correct / len(x), "train_seconds": elapsed,
-                        "thetas": [float(th.detach()) for th in thetas]})
+                        "train_samples_per_s": len(x) / elapsed if elapsed > 0 else float("inf"),
+                        "thetas": list(net.thetas), **(on_epoch(net) if on_epoch else {})})
         if log:
+            extra = (f", test accuracy {history[-1]['test_accuracy']:.4f}"
+                     if "test_accuracy" in history[-1] else "")
             log(f"  quant-threshold T={config.steps} epoch {epoch + 1}: loss {losses / len(x):.4f}, "
-                f"running accuracy {correct / len(x):.4f}, thetas "
-                f"{', '.join(f'{float(th.detach()):.3f}' for th in thetas)}, {elapsed:.1f} s")
-    net = RateNet([w.detach().numpy().copy() for w in weights],
-                  [b.detach().numpy().copy() for b in biases],
-                  [float(th.detach()) for th in thetas], config.v0)
-    return net, history
+                f"running accuracy {correct / len(x):.4f}{extra}, thetas "
+                f"{', '.join(f'{th:.3f}' for th in net.thetas)}, {elapsed:.1f} s")
+    return snapshot(weights, biases, thetas, config.v0), history
+
+
+def snapshot(weights, biases, thetas, v0: float) -> RateNet:
+    return RateNet([w.detach().numpy().copy() for w in weights],
+                   [b.detach().numpy().copy() for b in biases],
+                   [float(th.detach()) for th in thetas], v0)
 
 
 def evaluate(net: RateNet, x: np.ndarray, labels: np.ndarray, n_steps: int) -> dict:
@@ -183,3 +198,40 @@ def run(steps=(2, 4, 8, 16, 32), *, x_train, y_train, x_test, y_test, config=Non
             "input": "analog pixel (uint8/255) as a constant input current at every step",
             "sizes": [int(x_train.shape[1]), *config.hidden, 10], "config": cfg,
             "n_train": int(len(x_train)), "n_test": int(len(x_test)), "rows": rows}
+
+
+def run_method(run) -> dict:
+    """``quant-threshold`` for :mod:`bstdg.compare` (``run`` is a ``RunConfig``): one network
+    trained for ``T = run.t_max`` time steps of the rate code, each epoch timed by
+    ``run.meter``, the IF network evaluated on the test split after each epoch."""
+    from pathlib import Path
+
+    threads = ratecode.init_threads()
+    _torch().manual_seed(run.seed)
+    x_train, y_train, x_test, y_test = ratecode.compare_data(run)
+    cfg = QuantThresholdConfig(hidden=tuple(run.hidden), steps=run.t_max, epochs=run.epochs,
+                               seed=run.seed)
+    # One epoch on 16 samples first: torch's first allocations stay out of the measured epochs.
+    train(replace(cfg, epochs=1), x_train[:16], y_train[:16])
+    on_epoch = lambda net: ratecode.test_figures(net, x_test, y_test, run.t_max)[0]  # noqa: E731
+    net, history = train(cfg, x_train, y_train, print, epoch_context=run.meter.training,
+                         on_epoch=on_epoch)
+    figures, snn = ratecode.test_figures(net, x_test, y_test, run.t_max)
+    out = Path(run.out)
+    ratecode.save_rate_model(out / "model_rate.npz", net, run.t_max, method=NAME,
+                             dataset=run.dataset)
+    cfg_dict = asdict(cfg)
+    cfg_dict["hidden"] = list(cfg.hidden)
+    return {"dataset": run.dataset, **figures,
+            "train_accuracy_running": history[-1]["train_accuracy_running"],
+            "epochs": cfg.epochs, "n_train": len(y_train), "n_test": len(y_test),
+            "sizes": list(net.sizes), "config": cfg_dict, "history": history,
+            "quantized_ann_accuracy": ratecode.accuracy(quantized_ann_logits(net, x_test, run.t_max),
+                                                        y_test)[0],
+            "layers": ratecode.layer_errors(net, snn, run.t_max),
+            **{k: v for k, v in ratecode.rate_synops(x_test, snn, net.sizes, run.t_max).items()
+               if k != "hidden_spikes_per_sample"},
+            "binary_weights": False, "threads": threads,
+            "input": "analog pixel (uint8/255) as a constant current at each of the T steps",
+            "inference": f"IF with trainable threshold, reset by subtraction, time-stepped (torch) "
+                         f"over all T={run.t_max} steps; output = largest integrated potential"}

@@ -28,6 +28,7 @@ With a constant current ``m`` (the first hidden layer) the spike count is exactl
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -306,3 +307,67 @@ def layer_errors(net: RateNet, run: SNNRun, n_steps: int, ann_acts=None) -> list
             row["conversion_error"] = float(np.abs(r - ann_acts[l]).mean())
         out.append(row)
     return out
+
+
+def bstdg_figures(net, events, labels, early_exit: bool = True) -> dict:
+    """A trained BSTDG :class:`~bstdg.network.BinarySNN` on the event engine (early exit at
+    the first output spike unless ``early_exit`` is false): the usual evaluation figures plus
+    :func:`bstdg_synops`, so that its row compares like with like with the rate-coded ones."""
+    import time as _time
+
+    from ..evaluation import forward_decisions, score
+
+    bn = net.binary()
+    start = _time.perf_counter()
+    result, decision = forward_decisions(bn, events, "event", early_exit)
+    ev = score(result, decision, labels, bn.t_max, _time.perf_counter() - start)
+    return {"test_accuracy": ev.accuracy, "test_ties": ev.ties, "test_silent": ev.silent,
+            "mean_decision_time": ev.mean_decision_time, "t_max": int(bn.t_max),
+            "sizes": [int(s) for s in bn.sizes], "early_exit": bool(early_exit),
+            **bstdg_synops(result, decision, events, bn.t_max, early_exit)}
+
+
+# --- the compare harness ---------------------------------------------------------------------
+
+
+def compare_data(run):
+    """Analog train/test splits for a :class:`bstdg.compare.RunConfig`."""
+    x_train, y_train = load_analog(run.dataset, "train", run.data_dir, run.limit_train)
+    x_test, y_test = load_analog(run.dataset, "test", run.data_dir, run.limit_test)
+    return x_train, y_train, x_test, y_test
+
+
+def test_figures(net: RateNet, x, labels, n_steps: int) -> dict:
+    """The common metric keys of :mod:`bstdg.compare` for a rate-coded network at ``n_steps``.
+
+    ``mean_decision_time`` is ``T``: the output integrators are read after the last step;
+    ``test_silent`` counts samples in which no hidden neuron spiked (the logits are then the
+    biases alone); ``hidden_spikes_per_sample`` counts every spike of every step.
+    """
+    start = time.perf_counter()
+    run = snn_forward(net, x, n_steps)
+    elapsed = time.perf_counter() - start
+    acc, ties = accuracy(run.logits, labels)
+    total = np.sum(run.spikes, axis=0)
+    return {"test_accuracy": acc, "test_ties": ties, "test_silent": int((total == 0).sum()),
+            "mean_decision_time": float(n_steps), "hidden_spikes_per_sample": float(total.mean()),
+            "eval_samples_per_s": len(x) / elapsed if elapsed > 0 else float("inf")}, run
+
+
+def save_rate_model(path, net: RateNet, n_steps: int, **meta) -> None:
+    """``model_rate.npz``: ``w{l}``, ``b{l}`` per layer, ``thetas`` (hidden layers), ``v0``,
+    ``t_steps`` and JSON ``meta``."""
+    import json
+
+    np.savez(path, **{f"w{l}": w for l, w in enumerate(net.weights)},
+             **{f"b{l}": b for l, b in enumerate(net.biases)},
+             thetas=np.asarray(net.thetas, np.float64), v0=np.array(net.v0),
+             t_steps=np.array(n_steps), meta=np.array(json.dumps(meta)))
+
+
+def load_rate_model(path) -> tuple[RateNet, int]:
+    with np.load(path, allow_pickle=False) as z:
+        n = sum(1 for k in z.files if k.startswith("w"))
+        net = RateNet([z[f"w{l}"] for l in range(n)], [z[f"b{l}"] for l in range(n)],
+                      [float(t) for t in z["thetas"]], float(z["v0"]))
+        return net, int(z["t_steps"])
