@@ -18,13 +18,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from bstdg.learning import LearningRule
-from bstdg.train import TrainConfig, config_dict, run_training
-
-METHODS = {
-    "bstdg": TrainConfig(),
-    "s4nn-rule": replace(TrainConfig(), lr_theta=0.0, rule=LearningRule(anti=0.0, tau_anti=0.0)),
-}
+from bstdg.compare import TRAIN_CONFIGS as METHODS  # the registry `bstdg compare` uses
+from bstdg.train import config_dict, run_training
 
 
 def main(out, epochs: int, hidden=(600,), seed: int = 0, data_dir=None, limit_train=None,

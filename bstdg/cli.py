@@ -1,4 +1,4 @@
-"""Command line: ``bstdg train | eval | bench | export | data``.
+"""Command line: ``bstdg train | eval | bench | export | compare | report | data``.
 
 The work is done by plain ``*_command`` functions (keyword arguments named like the options,
 printing as they go and returning what they computed), which tests and scripts call
@@ -276,6 +276,42 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     return result
 
 
+# --- compare / report ----------------------------------------------------------------------
+
+
+def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,bptt-binary",
+                    time_steps="16,64,256", epochs: int = 1, limit_train=None, limit_test=None,
+                    hidden=(600,), data_dir=None, seed: int = 0, limit_train_for=None) -> dict:
+    """Train every method at every T (one fresh process each) and write ``out/compare.json``,
+    ``out/compare.md`` and the plots (see :mod:`bstdg.compare`)."""
+    from .compare import compare, parse_overrides
+
+    methods = methods.split(",") if isinstance(methods, str) else list(methods)
+    if isinstance(time_steps, str):
+        try:
+            time_steps = [int(t) for t in time_steps.split(",")]
+        except ValueError:
+            raise BstdgError(f"--time-steps: expected numbers like 16,64,256, got {time_steps!r}") from None
+    writable_dir(out)
+    summary = compare(dataset, methods, time_steps, epochs, limit_train, limit_test, tuple(hidden),
+                      out, existing_data_dir(data_dir), seed, parse_overrides(limit_train_for))
+    from .report import compare_table, key_figure_lines
+
+    print()
+    print("\n".join(compare_table(summary)))
+    for line in key_figure_lines(summary):
+        print(line)
+    print(f"wrote {Path(out) / 'compare.json'} and {Path(out) / 'compare.md'}")
+    return summary
+
+
+def report_command(run, data_dir=None) -> dict:
+    """Regenerate the figures and the Markdown report of a run or comparison folder."""
+    from .report import report
+
+    return report(run, existing_data_dir(data_dir))
+
+
 # --- data --------------------------------------------------------------------------------
 
 
@@ -435,6 +471,30 @@ def build_parser() -> Parser:
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
     p.set_defaults(func=export_command)
 
+    p = commands.add_parser("compare", help="train BSTDG, the S4NN-rule ablation and BPTT "
+                                            "baselines at several T; table and plots")
+    p.add_argument("--out", required=True, help="comparison folder, e.g. runs/compare-mnist")
+    p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
+    p.add_argument("--methods", default="bstdg,s4nn-rule,bptt,bptt-binary",
+                   help="comma-separated (default bstdg,s4nn-rule,bptt,bptt-binary)")
+    p.add_argument("--time-steps", default="16,64,256", help="values of T (default 16,64,256)")
+    p.add_argument("--epochs", type=positive(int), default=1)
+    p.add_argument("--limit-train", type=positive(int), help="use the first N training samples")
+    p.add_argument("--limit-test", type=positive(int), help="use the first N test samples")
+    p.add_argument("--limit-train-for", metavar="METHOD[@T]=N,...",
+                   help="fewer training samples for some runs, e.g. bptt@256=2000 (their time "
+                        "per epoch is extrapolated per sample)")
+    p.add_argument("--hidden", type=hidden_sizes, default=(600,), help="hidden layer sizes (default 600)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
+    p.set_defaults(func=compare_command)
+
+    p = commands.add_parser("report", help="regenerate the plots and report.md / compare.md of a run")
+    p.add_argument("run", help="run folder (metrics.json) or comparison folder (compare.json)")
+    p.add_argument("--data-dir", help="folder holding the dataset, for a run without saved test "
+                                      "outputs (else $BSTDG_DATA, ./datasets)")
+    p.set_defaults(func=report_command)
+
     data = commands.add_parser("data", help="list, fetch, verify or build datasets")
     actions = data.add_subparsers(dest="action", metavar="ACTION", parser_class=Parser)
     p = actions.add_parser("list", help="known datasets, where they are looked for and found")
@@ -498,7 +558,8 @@ def main_cli(argv=None) -> int:
         if args.get("command") == "data":
             return fail("missing ACTION: list, fetch, verify or build (see `bstdg data --help`)",
                         EXIT_USAGE)
-        return fail("missing COMMAND: train, eval, bench, export or data (see `bstdg --help`)", EXIT_USAGE)
+        return fail("missing COMMAND: train, eval, bench, export, compare, report or data "
+                    "(see `bstdg --help`)", EXIT_USAGE)
     args.pop("command", None)
     args.pop("action", None)
     return run_guarded(func, **args)

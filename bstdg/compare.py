@@ -1,0 +1,494 @@
+"""``bstdg compare``: train several methods at several T on the same data, side by side.
+
+A *method* is a function ``(RunConfig) -> dict`` registered in :data:`METHODS` with
+:func:`register`. It loads its data (same loader, same latency code at ``t_max = T``),
+trains, wraps **every training epoch** (and nothing else) in ``config.meter.training()``,
+evaluates on the test split with the prediction rule of :mod:`bstdg.metrics`, writes its
+folder (``metrics.json``, ``test_outputs.npz`` via :func:`save_test_outputs`, a model) and
+returns a dict with at least the keys of :data:`RESULT_KEYS`. The harness adds the timing
+and memory figures measured by the meter, so they are measured the same way for all.
+
+Each (method, T) runs in a fresh Python process (``python -m bstdg.compare CONFIG.json``):
+peak memory is then that run's own, and no method inherits another's allocator state or
+thread pools.
+
+**Peak training memory** is the growth of the process's resident set (RSS) during the
+training epochs: the kernel's high-water mark (``VmHWM``) is reset through
+``/proc/self/clear_refs`` right before each epoch, read right after it, and the RSS just
+before the epoch is subtracted. It counts everything training touches (numpy, Numba, torch's
+CPU allocator, the per-batch input tensors) and nothing it does not (interpreter, libraries,
+the encoded dataset, compiled kernels, which are loaded by a warm-up on a throwaway copy
+and 8 samples before); freed heap memory is handed back (``malloc_trim``) before the RSS is
+read, so memory an epoch reuses counts too. Where ``clear_refs`` is unavailable the growth of ``ru_maxrss`` is used (a lower
+bound); ``memory_method`` in ``compare.json`` says which.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import platform
+import re
+import resource
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .errors import BstdgError
+from .learning import LearningRule
+from .train import TrainConfig
+
+# The BSTDG-family methods: one engine and trainer, different rules
+# (benchmarks/mnist_accuracy.py uses the same table).
+TRAIN_CONFIGS = {
+    "bstdg": TrainConfig(),
+    "s4nn-rule": replace(TrainConfig(), lr_theta=0.0, rule=LearningRule(anti=0.0, tau_anti=0.0)),
+}
+
+# What every method returns (the harness adds the RUN_KEYS).
+RESULT_KEYS = ("test_accuracy", "test_ties", "test_silent", "mean_decision_time",
+               "hidden_spikes_per_sample", "eval_samples_per_s", "train_accuracy_running",
+               "n_train", "n_test", "history")
+RUN_KEYS = ("method", "t_max", "train_s_per_epoch", "train_samples_per_s", "peak_train_mib",
+            "process_peak_mib", "memory_method", "run_wall_s", "run_dir")
+
+
+# --- measurement --------------------------------------------------------------------------
+
+
+def _status_kib(field_name: str) -> int | None:
+    try:
+        text = Path("/proc/self/status").read_text()
+    except OSError:
+        return None
+    m = re.search(rf"^{field_name}:\s+(\d+)\s+kB", text, re.M)
+    return int(m.group(1)) if m else None
+
+
+def _reset_peak() -> bool:
+    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _release_free_memory() -> None:
+    """Give freed heap memory back to the system (glibc ``malloc_trim``), so that the RSS
+    before an epoch is live memory and memory the epoch reuses from an earlier phase counts
+    as growth."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _maxrss_kib() -> int:
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kib // 1024 if sys.platform == "darwin" else kib  # bytes on macOS
+
+
+class Meter:
+    """Wall time and peak RSS growth of the training epochs of one run."""
+
+    def __init__(self):
+        self.seconds: list[float] = []
+        self.peak_growth_kib = 0
+        self.method = None
+
+    @contextmanager
+    def training(self):
+        gc.collect()
+        _release_free_memory()
+        rss = _status_kib("VmRSS")
+        if rss is not None and _reset_peak() and _status_kib("VmHWM") is not None:
+            self.method = "VmHWM reset via /proc/self/clear_refs, minus VmRSS before"
+            base, peak = rss, lambda: _status_kib("VmHWM")
+        else:
+            self.method = "growth of ru_maxrss (lower bound)"
+            base, peak = _maxrss_kib(), _maxrss_kib
+        start = time.perf_counter()
+        try:
+            yield self
+        finally:
+            self.seconds.append(time.perf_counter() - start)
+            self.peak_growth_kib = max(self.peak_growth_kib, peak() - base)
+
+
+# --- methods ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One (method, T) run."""
+
+    method: str
+    dataset: str
+    t_max: int
+    out: str  # the run's folder
+    hidden: tuple = (600,)
+    epochs: int = 1
+    seed: int = 0
+    limit_train: int | None = None
+    limit_test: int | None = None
+    data_dir: str | None = None
+    meter: Meter = field(default_factory=Meter, compare=False, repr=False)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "meter"}
+        d["hidden"] = list(self.hidden)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        return cls(**{**d, "hidden": tuple(d["hidden"])})
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    run: Callable[[RunConfig], dict]
+    description: str
+    needs_torch: bool = False
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, description: str, needs_torch: bool = False):
+    """Decorator: ``@register("name", "what it is")`` on a ``(RunConfig) -> dict`` function."""
+    def add(fn):
+        METHODS[name] = Method(name, fn, description, needs_torch)
+        return fn
+    return add
+
+
+def encoder_meta(dataset: str, t_max: int) -> dict:
+    """The model metadata ``run_training`` writes (dataset and input code)."""
+    return {"dataset": dataset, "encoder": {
+        "kind": "latency", "t_max": t_max, "input_scale": "uint8 / 255",
+        "formula": "t = round((1 - x) * (t_max - 1)); no spike (t_max) if x <= 0"}}
+
+
+def load_splits(config: RunConfig):
+    from .data import load_events
+
+    train = load_events(config.dataset, "train", config.t_max, config.data_dir, config.limit_train)
+    test = load_events(config.dataset, "test", config.t_max, config.data_dir, config.limit_test)
+    return train, test
+
+
+def save_test_outputs(out, result, decision, labels, input_times, t_max: int, sizes) -> Path:
+    """Per-sample test figures for the histograms, and one sample's spikes for the raster:
+    ``decision_time``, ``hidden_spikes`` (to the decision), ``prediction``, ``tie``,
+    ``label``; ``raster_input_times`` / ``raster_times`` (all neurons, no early exit) of
+    test sample 0."""
+    from . import metrics
+
+    path = Path(out) / "test_outputs.npz"
+    np.savez_compressed(
+        path, decision_time=decision.time, prediction=decision.prediction, tie=decision.tie,
+        label=np.asarray(labels), t_max=np.array(t_max), sizes=np.asarray(sizes, np.int64),
+        hidden_spikes=metrics.hidden_spikes_before_decision(result, decision, t_max).astype(np.int32),
+        raster_input_times=np.asarray(input_times, np.int32),
+        raster_times=np.asarray(result.times[0], np.int32))
+    return path
+
+
+def sample_input_times(events, index: int, t_max: int) -> np.ndarray:
+    """Spike time per input unit of sample ``index`` (``t_max`` = none; the earliest spike
+    when a unit spikes several times)."""
+    lo, hi = events.ptr[index], events.ptr[index + 1]
+    times = np.full(events.n_units, t_max, np.int32)
+    np.minimum.at(times, events.units[lo:hi], events.times[lo:hi])
+    return times
+
+
+def run_trainer(config: RunConfig, train_config: TrainConfig) -> dict:
+    """A BSTDG-family method: :class:`bstdg.train.Trainer` with ``train_config``'s rule."""
+    from .bench import first, warm_up
+    from .engine.event import if_network_forward
+    from .evaluation import evaluate, forward_decisions
+    from .train import Trainer, config_dict, initial_network
+
+    tc = replace(train_config, hidden=tuple(config.hidden), t_max=config.t_max,
+                 epochs=config.epochs, seed=config.seed)
+    train, test = load_splits(config)
+    out = Path(config.out)
+    net = initial_network(tc, train.events, train.n_classes, encoder_meta(config.dataset, config.t_max))
+    # Load the Numba kernels on a throwaway copy and a few samples, outside the measured epochs.
+    Trainer(net.copy(), tc).train_epoch(first(train.events, 8), train.labels[:8], progress=False)
+    warm_up(net, first(test.events, 8))
+    trainer = Trainer(net, tc)
+    history = []
+    ev = None
+    for _ in range(tc.epochs):
+        with config.meter.training():
+            info = trainer.train_epoch(train.events, train.labels, progress=False)
+        ev = evaluate(net, test.events, test.labels)
+        info.update(test_accuracy=ev.accuracy, test_ties=ev.ties, test_silent=ev.silent,
+                    mean_decision_time=ev.mean_decision_time,
+                    hidden_spikes_per_sample=ev.hidden_spikes_per_sample)
+        history.append(info)
+        print(f"  epoch {info['epoch']}: test accuracy {ev.accuracy:.4f}, "
+              f"{info['train_samples_per_s']:,.0f} train samples/s", flush=True)
+    net.save(out / "model.npz")
+    result, decision = forward_decisions(net.binary(), test.events, "event")
+    from .baselines.ratecode import bstdg_synops  # synaptic operations, counted as for the baselines
+    synops = bstdg_synops(result, decision, test.events, tc.t_max)
+    full = if_network_forward(net.binary(), first(test.events, 1))
+    save_test_outputs(out, replace_times(result, full.times[0]), decision, test.labels,
+                      sample_input_times(test.events, 0, tc.t_max), tc.t_max, net.sizes)
+    return {
+        "dataset": config.dataset, "test_accuracy": ev.accuracy, "test_ties": ev.ties,
+        "test_silent": ev.silent, "mean_decision_time": ev.mean_decision_time,
+        "hidden_spikes_per_sample": ev.hidden_spikes_per_sample,
+        "eval_samples_per_s": ev.samples_per_s,
+        "train_accuracy_running": history[-1]["train_accuracy_running"],
+        "epochs": tc.epochs, "n_train": len(train.labels), "n_test": len(test.labels),
+        "sizes": list(net.sizes), "config": config_dict(tc), "history": history,
+        "inference": "event-driven engine (Numba), early exit at the first output spike",
+        **{k: v for k, v in synops.items() if k != "hidden_spikes_per_sample"},
+    }
+
+
+def replace_times(result, times0):
+    """``result`` with sample 0's spike times replaced (by those of a run without early
+    exit, for the raster); the histograms use the early-exit figures of the others."""
+    from .engine import ForwardResult
+
+    times = result.times.copy()
+    times[0] = times0
+    return ForwardResult(times, result.decision_potential, result.n_off)
+
+
+@register("bstdg", "BSTDG rule (bstdg.train defaults), event-driven engine")
+def run_bstdg(config: RunConfig) -> dict:
+    return run_trainer(config, TRAIN_CONFIGS["bstdg"])
+
+
+@register("s4nn-rule", "ablation: S4NN-style rule (indicator, no anti-causal error, no "
+                       "threshold training), same engine")
+def run_s4nn_rule(config: RunConfig) -> dict:
+    return run_trainer(config, TRAIN_CONFIGS["s4nn-rule"])
+
+
+@register("bptt", "BPTT (torch), real weights, surrogate gradient, first-spike loss", needs_torch=True)
+def run_bptt(config: RunConfig) -> dict:
+    from .baselines.bptt import run_method
+    return run_method(config, binary=False)
+
+
+@register("bptt-binary", "BPTT (torch), binary weights through a straight-through estimator",
+          needs_torch=True)
+def run_bptt_binary(config: RunConfig) -> dict:
+    from .baselines.bptt import run_method
+    return run_method(config, binary=True)
+
+
+# Rate-coded baselines: T is the number of time steps of the rate code (analog pixel as a
+# constant input current at each step), not the t_max of a latency code; real weights.
+@register("quant-threshold", "rate-coded IF network trained directly with a trainable threshold "
+                             "(the quantization step); T = time steps of the rate code; real weights",
+          needs_torch=True)
+def run_quant_threshold(config: RunConfig) -> dict:
+    from .baselines.quant_threshold import run_method
+    return run_method(config)
+
+
+@register("ann-convert", "ReLU ANN converted to IF (reset by subtraction), thresholds tuned per T "
+                         "(untuned: test_accuracy_untuned); T = time steps of the rate code; real weights",
+          needs_torch=True)
+def run_ann_convert(config: RunConfig) -> dict:
+    from .baselines.ann_convert import run_method
+    return run_method(config)
+
+
+# --- one run, in this process or a fresh one -----------------------------------------------
+
+
+def run_one(config: RunConfig) -> dict:
+    """Run one (method, T) in this process; returns the method's dict plus the RUN_KEYS."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    result = METHODS[config.method].run(config)
+    meter = config.meter
+    missing = [k for k in RESULT_KEYS if k not in result]
+    if missing:
+        raise BstdgError(f"method {config.method} did not return {', '.join(missing)}")
+    if not meter.seconds:
+        raise BstdgError(f"method {config.method} did not time its training (config.meter.training())")
+    per_epoch = float(np.mean(meter.seconds))
+    result.update(
+        method=config.method, t_max=config.t_max, train_s_per_epoch=per_epoch,
+        train_samples_per_s=result["n_train"] / per_epoch if per_epoch > 0 else float("inf"),
+        peak_train_mib=meter.peak_growth_kib / 1024,
+        process_peak_mib=_maxrss_kib() / 1024, memory_method=meter.method,
+        run_wall_s=time.perf_counter() - start, run_dir=str(out), run_config=config.to_dict())
+    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    return result
+
+
+def _json_default(o):
+    return o.tolist() if hasattr(o, "tolist") else str(o)
+
+
+# Numba's and torch's OpenMP threads sleep instead of spinning at barriers: on a shared,
+# loaded machine spinning threads made both 5-10x slower (measured); with nothing else
+# running the difference is small. Every run gets the same setting.
+OMP_WAIT_POLICY = "PASSIVE"
+
+
+def run_isolated(config: RunConfig) -> dict:
+    """:func:`run_one` in a fresh Python process (its output passes through), with
+    ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    spec = out / "run_config.json"
+    spec.write_text(json.dumps(config.to_dict(), indent=2))
+    (out / "metrics.json").unlink(missing_ok=True)
+    env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY)}
+    status = subprocess.run([sys.executable, "-m", "bstdg.compare", str(spec)], env=env).returncode
+    if status != 0 or not (out / "metrics.json").exists():
+        raise BstdgError(f"{config.method} at T={config.t_max} failed (exit status {status}); "
+                         f"its output is above")
+    return json.loads((out / "metrics.json").read_text())
+
+
+# --- the comparison -----------------------------------------------------------------------
+
+
+def parse_overrides(text) -> dict:
+    """``bptt@256=2000,bptt-binary=5000`` -> {("bptt", 256): 2000, ("bptt-binary", None): 5000}."""
+    overrides = {}
+    for part in filter(None, (text or "").split(",")):
+        try:
+            key, n = part.split("=")
+            method, _, t = key.partition("@")
+            overrides[(method.strip(), int(t) if t else None)] = int(n)
+        except ValueError:
+            raise BstdgError(f"--limit-train-for: expected METHOD[@T]=N, got {part!r}") from None
+    return overrides
+
+
+def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt-binary"),
+            time_steps=(16, 64, 256), epochs: int = 1, limit_train=None, limit_test=None,
+            hidden=(600,), out="runs/compare", data_dir=None, seed: int = 0,
+            limit_train_for=None, isolate: bool = True, log=print) -> dict:
+    """Train every method at every T, write ``out/compare.json``, ``out/compare.md`` and the
+    plots, and return the summary. ``limit_train_for`` ({(method, T or None): N}) gives
+    some runs fewer training samples (their time per epoch is then extrapolated per sample
+    to the others' count, and flagged)."""
+    from .data.fetch import locate
+
+    methods, time_steps = list(methods), [int(t) for t in time_steps]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise BstdgError(f"unknown method {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    if any(METHODS[m].needs_torch for m in methods):
+        from .baselines import require_torch
+        require_torch()
+    if min(time_steps) < 2:
+        raise BstdgError("--time-steps: every T must be at least 2")
+    locate(dataset, data_dir)  # missing data: fail before any work
+    overrides = limit_train_for or {}
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    started = time.perf_counter()
+    for t_max in time_steps:
+        for m in methods:
+            n = overrides.get((m, t_max), overrides.get((m, None), limit_train))
+            config = RunConfig(m, dataset, t_max, str(out / f"{m}-T{t_max}"), tuple(hidden), epochs, seed,
+                               n, limit_test, str(data_dir) if data_dir else None)
+            log(f"== {m}, T={t_max}: {epochs} epoch(s), {n or 'all'} training samples -> {config.out}")
+            result = run_isolated(config) if isolate else run_one(config)
+            rows.append(result)
+            log(f"   test accuracy {result['test_accuracy']:.4f}, {result['train_s_per_epoch']:.2f} s/epoch "
+                f"({result['train_samples_per_s']:,.0f} samples/s), peak training memory "
+                f"{result['peak_train_mib']:.1f} MiB")
+    n_epoch = max(r["n_train"] for r in rows)
+    for r in rows:
+        r["epoch_s"] = n_epoch / r["train_samples_per_s"]
+        r["epoch_extrapolated"] = r["n_train"] != n_epoch
+    summary = {
+        "date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv),
+        "dataset": dataset, "methods": methods, "time_steps": time_steps, "epochs": epochs,
+        "hidden": list(hidden), "seed": seed, "limit_train": limit_train, "limit_test": limit_test,
+        "epoch_samples": n_epoch, "memory_method": rows[0]["memory_method"],
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY) if isolate else
+        os.environ.get("OMP_WAIT_POLICY", "(default)"),
+        "total_wall_s": time.perf_counter() - started,
+        "descriptions": {m: METHODS[m].description for m in methods},
+        "runs": [{k: v for k, v in r.items() if k not in ("history", "config", "run_config")}
+                 for r in rows],
+    }
+    summary["key_figures"] = key_figures(summary["runs"])
+    (out / "compare.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    from .report import compare_report
+    compare_report(out, log=log)
+    return summary
+
+
+def key_figures(runs: list) -> dict:
+    """The ratios the issue asks for, per T: BPTT time / BSTDG time, BPTT memory / BSTDG
+    memory, and BSTDG accuracy minus the best BPTT variant's."""
+    figures = {}
+    by = {(r["method"], r["t_max"]): r for r in runs}
+    for t_max in sorted({r["t_max"] for r in runs}):
+        ref = by.get(("bstdg", t_max))
+        bptt = [r for r in runs if r["t_max"] == t_max and r["method"].startswith("bptt")]
+        if ref is None or not bptt:
+            continue
+        best = max(bptt, key=lambda r: r["test_accuracy"])
+        figures[str(t_max)] = {
+            "time_ratio": {r["method"]: r["epoch_s"] / ref["epoch_s"] for r in bptt},
+            # None: BSTDG's training did not raise the RSS by one page
+            "memory_ratio": {r["method"]: r["peak_train_mib"] / ref["peak_train_mib"]
+                             if ref["peak_train_mib"] > 0 else None for r in bptt},
+            "best_bptt": best["method"],
+            "accuracy_gap_points": 100 * (ref["test_accuracy"] - best["test_accuracy"]),
+        }
+    return figures
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        m = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+        cpu = m.group(1).strip() if m else ""
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count()
+    return f"{cores}-core {cpu or platform.processor() or platform.machine()}, {platform.platform()}"
+
+
+def main(argv=None) -> int:
+    """Child process entry: ``python -m bstdg.compare RUN_CONFIG.json``."""
+    argv = sys.argv[1:] if argv is None else argv
+    config = RunConfig.from_dict(json.loads(Path(argv[0]).read_text()))
+    try:
+        run_one(config)
+    except BstdgError as exc:
+        print(f"bstdg: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
