@@ -222,3 +222,38 @@ def test_bstdg_synops_counts_spikes_times_fan_out(early_exit):
     if early_exit:
         hidden = metrics.hidden_spikes_before_decision(result, decision, t_max).mean()
         assert ops["hidden_spikes_per_sample"] == pytest.approx(hidden)
+
+
+def write_fake_mnist(folder, n_train=60, n_test=30):
+    from bstdg.data.idx import write_idx
+
+    rng = np.random.default_rng(9)
+    folder.mkdir(parents=True, exist_ok=True)
+    spots = rng.integers(0, 784, (10, 8))
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        images = np.zeros((n, 784), np.uint8)
+        for i, label in enumerate(labels):
+            images[i, spots[label]] = rng.integers(150, 256, 8)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images.reshape(n, 28, 28))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+
+
+@pytest.mark.parametrize("method", ["quant-threshold", "ann-convert"])
+def test_compare_runs_the_rate_coded_methods(tmp_path, method):
+    compare = pytest.importorskip("bstdg.compare")
+    if method not in compare.METHODS:
+        pytest.skip(f"{method} not registered in bstdg.compare")
+    write_fake_mnist(tmp_path / "data" / "mnist")
+    config = compare.RunConfig(method, "mnist", 4, str(tmp_path / "run"), (12,), 2, 0,
+                               data_dir=str(tmp_path / "data"))
+    result = compare.run_one(config)
+    assert set(compare.RESULT_KEYS) <= set(result)
+    assert result["mean_decision_time"] == 4.0 and result["binary_weights"] is False
+    assert len(result["history"]) == 2 and "test_accuracy" in result["history"][0]
+    assert result["synops_per_sample"] > 0
+    assert (tmp_path / "run" / "metrics.json").exists()
+    net, n_steps = ratecode.load_rate_model(tmp_path / "run" / "model_rate.npz")
+    assert n_steps == 4 and net.sizes == (784, 12, 10)
+    if method == "ann-convert":
+        assert 0.0 <= result["test_accuracy_untuned"] <= 1.0
