@@ -16,16 +16,15 @@ endif
 
 install: $(STAMP)
 
-# Reinstalled only when the package metadata changes (the install is editable).
+# Reinstalled only when the package metadata changes (the install is editable). torch comes
+# first and pinned (the `baselines` extra: BPTT baselines of `bstdg compare` and their tests;
+# the CPU wheel, where an unpinned torch would pull GBs of CUDA packages).
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
-	$(PY) -m pip install -e '.[test]'
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e '.[test,baselines,plot]'
 	touch $@
-
-# A later `baselines` target (BPTT comparisons) will first run
-#   $(PY) -m pip install torch==2.13.0
-# (the `baselines` extra); nothing here needs torch.
 
 # pytest exits with 5 when it collects no tests: that is not a failure.
 test: install

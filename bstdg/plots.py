@@ -127,8 +127,9 @@ def histograms(series: dict, path, xlabel: str, title: str, bins=None, t_max=Non
         bins = np.linspace(0, hi + 1, min(60, int(hi) + 2))
     for name, values in series.items():
         values = np.asarray(values, float)
-        kw = dict(histtype="stepfilled", alpha=0.7) if len(series) == 1 else dict(histtype="step", lw=1.5)
-        ax.hist(values, bins=bins, label=f"{name} (mean {values.mean():.1f})", **kw)
+        counts, edges = np.histogram(values, bins=bins)
+        kw = dict(fill=True, alpha=0.7) if len(series) == 1 else dict(lw=1.5)
+        ax.stairs(counts, edges, label=f"{name} (mean {values.mean():.1f})", **kw)
     if t_max is not None:
         ax.axvline(t_max, color="gray", ls=":", lw=1)
         ax.text(t_max, ax.get_ylim()[1] * 0.95, " no output spike ", ha="right", va="top",
@@ -150,17 +151,18 @@ def parameter_distributions(weights: list, thresholds: list, path, title: str = 
     for l, (w, th) in enumerate(zip(weights, thresholds)):
         w = np.asarray(w, float).ravel()
         ax = axes[l, 0]
-        ax.hist(w, bins=100, color="tab:blue")
+        counts, edges = np.histogram(w, bins=100)
+        ax.stairs(counts, edges, fill=True, color="tab:blue")  # one polygon: fast
         pos = (w >= 0).mean()
         ax.set_title(f"layer {l + 1}: {'latent ' if latent else ''}weights ({w.size:,}; "
                      f"{100 * pos:.1f} % give +1)" if latent else f"layer {l + 1}: weights ({w.size:,})",
                      fontsize=9)
-        ax.set_yscale("log")
         ax.grid(alpha=0.3)
         th = np.asarray(th, float).ravel()
         ax = axes[l, 1]
         lo, hi = np.floor(th.min()), np.ceil(th.max())
-        ax.hist(th, bins=np.arange(lo, hi + 2) - 0.5 if hi - lo < 80 else 60, color="tab:purple")
+        counts, edges = np.histogram(th, bins=np.arange(lo, hi + 2) - 0.5 if hi - lo < 80 else 60)
+        ax.stairs(counts, edges, fill=True, color="tab:purple")
         ax.set_title(f"layer {l + 1}: thresholds (mean {th.mean():.1f}, "
                      f"range {th.min():.0f}–{th.max():.0f})", fontsize=9)
         ax.grid(alpha=0.3)
@@ -193,7 +195,8 @@ def compare_vs_t(rows: list, path, n_epoch: int | None = None, title: str = "") 
         ax.set_xticks(sorted({r["t_max"] for r in rows}))
         ax.get_xaxis().set_major_formatter(ScalarFormatter())
         ax.set_xlabel("T (time steps)")
-        if log:
+        values = [r.get(key) for r in rows]
+        if log and all(v is not None and v > 0 for v in values):  # a zero cannot be drawn on a log axis
             ax.set_yscale("log")
             ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
             ax.yaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
