@@ -164,8 +164,9 @@ def run_benchmark(model=None, samples: int = 10000, dense_samples: int = 256, re
     else:
         net, dataset = load_model(model)
         t_max = net.t_max
-    train = load_events(dataset, "train", t_max, data_dir, samples)
-    test = load_events(dataset, "test", t_max, data_dir, samples)
+    options = (net.meta.get("encoder") or {}).get("options") if net is not None else None
+    train = load_events(dataset, "train", t_max, data_dir, samples, options=options)
+    test = load_events(dataset, "test", t_max, data_dir, samples, options=options)
     if net is None:
         net = fresh_network(train.events, test.n_classes)
     check_inputs(net, test.events, dataset)

@@ -73,7 +73,6 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
     (``bstdg/configs/<dataset>.toml``), the ``config`` file, explicit arguments (``None``:
     not given). Writes ``out/model.npz`` and ``out/metrics.json``; returns the metrics."""
     from . import config as config_mod
-    from .data import using_options
     from .data.fetch import locate
     from .train import TrainConfig, run_training
 
@@ -97,8 +96,8 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
     if merged.data:
         print("dataset options: " + ", ".join(f"{k}={v}" for k, v in merged.data.items()))
     start = time.perf_counter()
-    with using_options(dataset, merged.data):
-        result = run_training(config, dataset, out, data_dir, limit_train, limit_test, progress)
+    result = run_training(config, dataset, out, data_dir, limit_train, limit_test, progress,
+                          data_options=merged.data)
     total = time.perf_counter() - start
     sizes = "-".join(str(s) for s in result["sizes"])
     print(f"\n{sizes} on {dataset}, {config.epochs} epochs")

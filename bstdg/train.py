@@ -79,6 +79,8 @@ class Trainer:
                 delta = normalise_rows(delta)
             grad = weight_gradient(pre.times, pre.units, pre.ptr, post, delta, net.sizes[l], self.g,
                                    numba.get_num_threads())
+            if rule.center_hidden and l < net.n_layers - 1:
+                grad -= grad.mean(axis=0, keepdims=True)
             self.grad_w[net.w_off[l]:net.w_off[l + 1]] = grad.ravel() / n
             grad_theta[net.n_off[l]:net.n_off[l + 1]] = delta.sum(axis=0) / n
             if l > 0:
@@ -126,18 +128,18 @@ def hidden_events(times: np.ndarray, t_max: int) -> SpikeEvents:
 
 
 def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limit_train=None,
-                 limit_test=None, progress: bool | None = None, log=print) -> dict:
-    """Train on ``dataset`` from scratch, evaluate after every epoch, and write
-    ``out_dir/model.npz`` and ``out_dir/metrics.json``. Returns the metrics dict."""
+                 limit_test=None, progress: bool | None = None, log=print,
+                 data_options: dict | None = None) -> dict:
+    """Train on ``dataset`` (encoded with ``data_options`` over the packaged defaults) from
+    scratch, evaluate after every epoch, and write ``out_dir/model.npz`` and
+    ``out_dir/metrics.json``. Returns the metrics dict."""
     from .data import load_events
 
-    train = load_events(dataset, "train", config.t_max, data_dir, limit_train)
-    test = load_events(dataset, "test", config.t_max, data_dir, limit_test)
+    train = load_events(dataset, "train", config.t_max, data_dir, limit_train, options=data_options)
+    test = load_events(dataset, "test", config.t_max, data_dir, limit_test, options=data_options)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"dataset": dataset, "encoder": {
-        "kind": "latency", "t_max": config.t_max, "input_scale": "uint8 / 255",
-        "formula": "t = round((1 - x) * (t_max - 1)); no spike (t_max) if x <= 0"}}
+    meta = {"dataset": dataset, "encoder": train.encoder}  # how to re-encode: eval, export
     net = initial_network(config, train.events, train.n_classes, meta)
     trainer = Trainer(net, config)
     history = []

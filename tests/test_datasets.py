@@ -17,7 +17,7 @@ from PIL import Image
 
 from bstdg import config as config_mod
 from bstdg.cli import DATASET_CHOICES, main_cli
-from bstdg.data import DATASET_NAMES, load_events, using_options
+from bstdg.data import DATASET_NAMES, load_events
 from bstdg.data import caltech, fsdd, shd
 from bstdg.data import fetch as fetch_mod
 from bstdg.data.fetch import data_list, fetch, locate, verify
@@ -340,12 +340,11 @@ def test_packaged_configs_are_valid():
         config_mod.check_data_options("mnist", {"channels": 3})
 
 
-def test_using_options_reaches_load_events(tmp_path):
+def test_options_reach_load_events(tmp_path):
     data = tiny_shd(tmp_path / "shd")
-    with using_options("shd", {"channels": 70}):
-        assert load_events("shd", "test", 20, data).events.n_units == 70
-        assert load_events("shd", "test", 20, data, options={"channels": 35}).events.n_units == 35
-    assert load_events("shd", "test", 20, data).events.n_units == 700
+    assert load_events("shd", "test", 20, data, options={"channels": 35}).events.n_units == 35
+    split = load_events("shd", "test", 20, data)
+    assert split.events.n_units == 700 and split.encoder["options"]["channels"] == 700
 
 
 def test_shd_fetch_without_tonic(tmp_path, monkeypatch, capsys):

@@ -132,3 +132,23 @@ def test_latent_weights_stay_clipped_and_thresholds_at_least_one():
     net, _, _ = train_tiny(seed=2, epochs=2)
     assert net.w.min() >= -1 and net.w.max() <= 1
     assert net.integer_thresholds().min() >= 1
+
+
+def test_centred_hidden_gradient_has_zero_mean_per_neuron():
+    """With ``center_hidden`` every hidden neuron's weight gradient sums to zero over its
+    inputs; the output layer's gradient is the same as without centring."""
+    events, labels = tiny_problem()
+    grads = {}
+    for center in (False, True):
+        config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0,
+                             rule=LearningRule(center_hidden=center))
+        net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
+        trainer = Trainer(net, config)
+        trainer.step(events.take(np.arange(32)), labels[:32])
+        grads[center] = trainer.grad_w.copy()
+        hidden = trainer.grad_w[:net.w_off[1]].reshape(144, 20)
+    np.testing.assert_allclose(hidden.sum(axis=0), 0.0, atol=1e-6)
+    plain = grads[False][:net.w_off[1]].reshape(144, 20)
+    assert np.abs(plain.sum(axis=0)).max() > 1e-3  # there was a common mode to remove
+    np.testing.assert_allclose(hidden, plain - plain.mean(axis=0), atol=1e-7)
+    np.testing.assert_array_equal(grads[True][net.w_off[1]:], grads[False][net.w_off[1]:])

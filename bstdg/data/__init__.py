@@ -7,8 +7,6 @@ the DoG filter; ``shd.py``: SHD-layout HDF5 spike files, used by ``shd`` and ``f
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,29 +36,12 @@ class EncodedSplit:
     encoder: dict | None = None
 
 
-_OPTIONS: contextvars.ContextVar[dict] = contextvars.ContextVar("bstdg_data_options", default={})
-
-
-@contextlib.contextmanager
-def using_options(dataset: str, options: dict | None):
-    """Within the block, :func:`load_events` of ``dataset`` uses ``options`` (e.g. from a
-    ``--config`` file) unless it is given options explicitly. Lets callers that do not pass
-    options through (the trainer) still see them."""
-    token = _OPTIONS.set({**_OPTIONS.get(), dataset: dict(options or {})})
-    try:
-        yield
-    finally:
-        _OPTIONS.reset(token)
-
-
 def dataset_options(name: str, options: dict | None = None) -> dict:
-    """The complete options of ``name``: packaged defaults (``bstdg/configs/<name>.toml``),
-    then those set with :func:`using_options`, then ``options``; BstdgError on an unknown
-    key or a wrong type."""
+    """The complete options of ``name``: packaged defaults (``bstdg/configs/<name>.toml``)
+    overridden by ``options``; BstdgError on an unknown key or a wrong type."""
     from ..config import check_data_options
 
-    merged = {**_OPTIONS.get().get(name, {}), **(options or {})}
-    return check_data_options(name, merged, f"{name} options")
+    return check_data_options(name, dict(options or {}), f"{name} options")
 
 
 def load_events(name: str, split: str, t_max: int, data_dir=None, limit: int | None = None,
