@@ -21,7 +21,6 @@ import json
 import platform
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from bstdg.baselines import ann_convert, quant_threshold, ratecode

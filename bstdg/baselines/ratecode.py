@@ -313,14 +313,12 @@ def bstdg_figures(net, events, labels, early_exit: bool = True) -> dict:
     """A trained BSTDG :class:`~bstdg.network.BinarySNN` on the event engine (early exit at
     the first output spike unless ``early_exit`` is false): the usual evaluation figures plus
     :func:`bstdg_synops`, so that its row compares like with like with the rate-coded ones."""
-    import time as _time
-
     from ..evaluation import forward_decisions, score
 
     bn = net.binary()
-    start = _time.perf_counter()
+    start = time.perf_counter()
     result, decision = forward_decisions(bn, events, "event", early_exit)
-    ev = score(result, decision, labels, bn.t_max, _time.perf_counter() - start)
+    ev = score(result, decision, labels, bn.t_max, time.perf_counter() - start)
     return {"test_accuracy": ev.accuracy, "test_ties": ev.ties, "test_silent": ev.silent,
             "mean_decision_time": ev.mean_decision_time, "t_max": int(bn.t_max),
             "sizes": [int(s) for s in bn.sizes], "early_exit": bool(early_exit),
