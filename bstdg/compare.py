@@ -94,16 +94,23 @@ def _release_free_memory() -> None:
         pass
 
 
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _maxrss_kib() -> int:
     kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return kib // 1024 if sys.platform == "darwin" else kib  # bytes on macOS
 
 
 class Meter:
-    """Wall time and peak RSS growth of the training epochs of one run."""
+    """Wall time, CPU time (all threads, user + system) and peak RSS growth of the training
+    epochs of one run."""
 
     def __init__(self):
         self.seconds: list[float] = []
+        self.cpu_seconds: list[float] = []
         self.peak_growth_kib = 0
         self.method = None
 
@@ -118,11 +125,12 @@ class Meter:
         else:
             self.method = "growth of ru_maxrss (lower bound)"
             base, peak = _maxrss_kib(), _maxrss_kib
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), _cpu_s()
         try:
             yield self
         finally:
             self.seconds.append(time.perf_counter() - start)
+            self.cpu_seconds.append(_cpu_s() - cpu)
             self.peak_growth_kib = max(self.peak_growth_kib, peak() - base)
 
 
@@ -333,6 +341,7 @@ def run_one(config: RunConfig) -> dict:
     per_epoch = float(np.mean(meter.seconds))
     result.update(
         method=config.method, t_max=config.t_max, train_s_per_epoch=per_epoch,
+        train_cpu_s_per_epoch=float(np.mean(meter.cpu_seconds)),
         train_samples_per_s=result["n_train"] / per_epoch if per_epoch > 0 else float("inf"),
         peak_train_mib=meter.peak_growth_kib / 1024,
         process_peak_mib=_maxrss_kib() / 1024, memory_method=meter.method,
@@ -422,6 +431,7 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
     n_epoch = max(r["n_train"] for r in rows)
     for r in rows:
         r["epoch_s"] = n_epoch / r["train_samples_per_s"]
+        r["epoch_cpu_s"] = r["train_cpu_s_per_epoch"] * n_epoch / r["n_train"]
         r["epoch_extrapolated"] = r["n_train"] != n_epoch
     summary = {
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv),
@@ -455,6 +465,7 @@ def key_figures(runs: list) -> dict:
         best = max(bptt, key=lambda r: r["test_accuracy"])
         figures[str(t_max)] = {
             "time_ratio": {r["method"]: r["epoch_s"] / ref["epoch_s"] for r in bptt},
+            "cpu_time_ratio": {r["method"]: r["epoch_cpu_s"] / ref["epoch_cpu_s"] for r in bptt},
             # None: BSTDG's training did not raise the RSS by one page
             "memory_ratio": {r["method"]: r["peak_train_mib"] / ref["peak_train_mib"]
                              if ref["peak_train_mib"] > 0 else None for r in bptt},

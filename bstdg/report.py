@@ -269,6 +269,8 @@ def key_figure_lines(summary: dict) -> list:
     lines = []
     for t_max, f in (summary.get("key_figures") or {}).items():
         times = ", ".join(f"{m} {x:.1f}×" for m, x in f["time_ratio"].items())
+        if "cpu_time_ratio" in f:
+            times += " (CPU time: " + ", ".join(f"{m} {x:.1f}×" for m, x in f["cpu_time_ratio"].items()) + ")"
         mem = ", ".join(f"{m} {x:.1f}×" if x is not None else f"{m} ∞ (BSTDG: no measurable growth)"
                         for m, x in f["memory_ratio"].items())
         gap = f["accuracy_gap_points"]

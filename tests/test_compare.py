@@ -74,7 +74,7 @@ def test_compare_writes_json_markdown_and_plots(compared):
                 assert key in r, key
         assert r["t_max"] == 8 and r["n_train"] == 60 and r["n_test"] == 30
         assert 0.0 <= r["test_accuracy"] <= 1.0 and r["train_s_per_epoch"] > 0
-        assert r["peak_train_mib"] >= 0 and r["epoch_s"] > 0
+        assert r["peak_train_mib"] >= 0 and r["epoch_s"] > 0 and r["train_cpu_s_per_epoch"] >= 0
         assert 0 <= r["mean_decision_time"] <= 8
     md = (compared / "compare.md").read_text()
     for m in METHODS:
@@ -171,11 +171,15 @@ def test_limit_overrides_and_key_figures():
                                                                   ("bptt-binary", None): 500}
     with pytest.raises(BstdgError):
         C.parse_overrides("bptt@x=1")
-    runs = [dict(method="bstdg", t_max=64, epoch_s=1.0, peak_train_mib=2.0, test_accuracy=0.90),
-            dict(method="bptt", t_max=64, epoch_s=30.0, peak_train_mib=50.0, test_accuracy=0.95),
-            dict(method="bptt-binary", t_max=64, epoch_s=40.0, peak_train_mib=60.0, test_accuracy=0.91)]
+    runs = [dict(method="bstdg", t_max=64, epoch_s=1.0, epoch_cpu_s=2.0, peak_train_mib=2.0,
+                 test_accuracy=0.90),
+            dict(method="bptt", t_max=64, epoch_s=30.0, epoch_cpu_s=50.0, peak_train_mib=50.0,
+                 test_accuracy=0.95),
+            dict(method="bptt-binary", t_max=64, epoch_s=40.0, epoch_cpu_s=80.0, peak_train_mib=60.0,
+                 test_accuracy=0.91)]
     f = C.key_figures(runs)["64"]
     assert f["time_ratio"] == {"bptt": 30.0, "bptt-binary": 40.0}
+    assert f["cpu_time_ratio"] == {"bptt": 25.0, "bptt-binary": 40.0}
     assert f["memory_ratio"] == {"bptt": 25.0, "bptt-binary": 30.0}
     assert f["best_bptt"] == "bptt" and f["accuracy_gap_points"] == pytest.approx(-5.0)
 
