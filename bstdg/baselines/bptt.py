@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -431,7 +431,6 @@ def default_config(binary: bool, **overrides) -> BPTTConfig:
         base = BPTTConfig(binary=True, lr=1e-2, lr_theta=0.1, potential=1.0)
     else:
         base = BPTTConfig(binary=False, lr=3e-3, potential=1.0)
-    from dataclasses import replace
     return replace(base, **overrides)
 
 
@@ -465,7 +464,6 @@ def to_snn(net: Net, t_max: int, meta: dict):
 def run_method(run, binary: bool) -> dict:
     """``bptt`` / ``bptt-binary`` for :mod:`bstdg.compare` (``run`` is a ``RunConfig``)."""
     from pathlib import Path
-    from dataclasses import replace
 
     from ..compare import encoder_meta, load_splits, sample_input_times, save_test_outputs
     from ..evaluation import evaluate as evaluate_event
