@@ -43,6 +43,7 @@ class LearningRule:
     normalise: bool = True  # scale each sample's delta vector to unit L2 norm, per layer
     no_futile: bool = False  # drop "fire earlier" pushes on neurons that fired with their first input
     center_hidden: bool = False  # remove each hidden neuron's mean weight gradient (see docs)
+    learn_hidden_thresholds: bool = True  # False: hidden thresholds keep their data-fitted start
 
     def __post_init__(self):
         if self.loss not in ("s4nn", "hinge", "ce"):

@@ -79,10 +79,12 @@ class Trainer:
                 delta = normalise_rows(delta)
             grad = weight_gradient(pre.times, pre.units, pre.ptr, post, delta, net.sizes[l], self.g,
                                    numba.get_num_threads())
-            if rule.center_hidden and l < net.n_layers - 1:
+            hidden = l < net.n_layers - 1
+            if hidden and rule.center_hidden:
                 grad -= grad.mean(axis=0, keepdims=True)
             self.grad_w[net.w_off[l]:net.w_off[l + 1]] = grad.ravel() / n
-            grad_theta[net.n_off[l]:net.n_off[l + 1]] = delta.sum(axis=0) / n
+            learn_theta = rule.learn_hidden_thresholds or not hidden
+            grad_theta[net.n_off[l]:net.n_off[l + 1]] = delta.sum(axis=0) / n if learn_theta else 0.0
             if l > 0:
                 delta = backprop_timing_error(pre_times, post, delta, self.w_bin, net.w_off[l],
                                               net.sizes[l + 1], t_max, self.h, self.h_anti)

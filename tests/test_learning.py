@@ -152,3 +152,16 @@ def test_centred_hidden_gradient_has_zero_mean_per_neuron():
     assert np.abs(plain.sum(axis=0)).max() > 1e-3  # there was a common mode to remove
     np.testing.assert_allclose(hidden, plain - plain.mean(axis=0), atol=1e-7)
     np.testing.assert_array_equal(grads[True][net.w_off[1]:], grads[False][net.w_off[1]:])
+
+
+def test_fixed_hidden_thresholds_keep_their_start_while_outputs_learn():
+    events, labels = tiny_problem()
+    config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0,
+                         rule=LearningRule(learn_hidden_thresholds=False))
+    net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
+    start = net.theta.copy()
+    trainer = Trainer(net, config)
+    for _ in range(3):
+        trainer.train_epoch(events, labels, progress=False)
+    np.testing.assert_array_equal(net.theta[:20], start[:20])
+    assert not np.array_equal(net.theta[20:], start[20:])
