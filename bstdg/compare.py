@@ -49,7 +49,8 @@ from .train import TrainConfig
 # (benchmarks/mnist_accuracy.py uses the same table).
 TRAIN_CONFIGS = {
     "bstdg": TrainConfig(),
-    "s4nn-rule": replace(TrainConfig(), lr_theta=0.0, rule=LearningRule(anti=0.0, tau_anti=0.0)),
+    "s4nn-rule": replace(TrainConfig(), lr_theta=0.0,
+                         rule=LearningRule(anti=0.0, tau_anti=0.0, center_hidden=False)),
 }
 
 # What every method returns (the harness adds the RUN_KEYS).

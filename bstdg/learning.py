@@ -42,8 +42,8 @@ class LearningRule:
     tau_anti: float = 20.0  # its time constant (0: constant)
     normalise: bool = True  # scale each sample's delta vector to unit L2 norm, per layer
     no_futile: bool = False  # drop "fire earlier" pushes on neurons that fired with their first input
-    center_hidden: bool = False  # remove each hidden neuron's mean weight gradient (see docs)
-    learn_hidden_thresholds: bool = True  # False: hidden thresholds keep their data-fitted start
+    center_hidden: bool = True  # remove each hidden neuron's mean weight gradient (see docs)
+    learn_hidden_thresholds: bool = False  # True: hidden thresholds learn too (they die; see docs)
 
     def __post_init__(self):
         if self.loss not in ("s4nn", "hinge", "ce"):

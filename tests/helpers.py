@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bstdg.data.idx import write_idx
 from bstdg.encoding import SpikeEvents, encode_latency, times_to_events
 from bstdg.engine import BinaryNet
 
@@ -47,3 +48,21 @@ def digit_like_images(rng, n, size=28) -> np.ndarray:
             ring = np.abs(np.hypot((yy - cy) / ry, (xx - cx) / rx) - 1.0)
             images[k] = np.maximum(images[k], np.clip(1.5 - 6 * ring, 0, 1))
     return np.rint(images * 255).astype(np.uint8)
+
+
+def fake_mnist(folder, n_train: int, n_test: int, seed: int = 0, spots: int = 8, low: int = 150):
+    """Four gzipped IDX files in ``folder``: dark images with ``spots`` bright pixels (values
+    ``low..255``) at label-specific places plus 6 random ones, so a network has something to
+    learn. Returns ``folder``."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    places = rng.integers(0, 28 * 28, (10, spots))
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.integers(0, 10, n).astype(np.uint8)
+        images = np.zeros((n, 28 * 28), np.uint8)
+        for i, label in enumerate(labels):
+            images[i, places[label]] = rng.integers(low, 256, spots)
+            images[i, rng.integers(0, 28 * 28, 6)] = rng.integers(50, 256, 6)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images.reshape(n, 28, 28))
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
+    return folder

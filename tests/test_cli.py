@@ -16,26 +16,10 @@ import pytest
 import bstdg
 from bstdg.cli import main_cli
 from bstdg.data import fetch as fetch_mod
-from bstdg.data.idx import read_decompressed, write_idx
+from bstdg.data.idx import read_decompressed
+from helpers import fake_mnist
 
 N_TRAIN, N_TEST = 300, 100
-
-
-def fake_mnist(folder: Path, seed: int = 0) -> Path:
-    """Four gzipped IDX files in ``folder``: dark images with a few bright pixels, some of
-    them at label-specific places (so a network has something to learn)."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    spots = rng.integers(0, 28 * 28, (10, 8))
-    for prefix, n in (("train", N_TRAIN), ("t10k", N_TEST)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = np.zeros((n, 28 * 28), np.uint8)
-        for i, label in enumerate(labels):
-            images[i, spots[label]] = rng.integers(150, 256, spots.shape[1])
-            images[i, rng.integers(0, 28 * 28, 6)] = rng.integers(50, 256, 6)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images.reshape(n, 28, 28))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return folder
 
 
 @pytest.fixture(autouse=True)
@@ -47,7 +31,7 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    return fake_mnist(tmp_path_factory.mktemp("data") / "mnist")
+    return fake_mnist(tmp_path_factory.mktemp("data") / "mnist", N_TRAIN, N_TEST)
 
 
 @pytest.fixture(scope="module")

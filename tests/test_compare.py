@@ -11,9 +11,9 @@ import pytest
 
 from bstdg import compare as C
 from bstdg.cli import main_cli
-from bstdg.data.idx import write_idx
 from bstdg.errors import BstdgError
 from bstdg.report import report
+from helpers import fake_mnist
 
 pytest.importorskip("matplotlib")
 HAVE_TORCH = True
@@ -24,22 +24,6 @@ except ImportError:
 METHODS = ["bstdg", "s4nn-rule"] + (["bptt", "bptt-binary"] if HAVE_TORCH else [])
 
 
-def fake_mnist(folder: Path, n_train=60, n_test=30, seed=0) -> Path:
-    """Gzipped IDX files: a few bright pixels at label-specific places plus noise."""
-    rng = np.random.default_rng(seed)
-    folder.mkdir(parents=True, exist_ok=True)
-    spots = rng.integers(0, 28 * 28, (10, 12))
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        labels = rng.integers(0, 10, n).astype(np.uint8)
-        images = np.zeros((n, 28 * 28), np.uint8)
-        for i, label in enumerate(labels):
-            images[i, spots[label]] = rng.integers(120, 256, spots.shape[1])
-            images[i, rng.integers(0, 28 * 28, 6)] = rng.integers(50, 256, 6)
-        write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images.reshape(n, 28, 28))
-        write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
-    return folder
-
-
 @pytest.fixture(autouse=True)
 def isolated(monkeypatch, tmp_path):
     monkeypatch.delenv("BSTDG_DATA", raising=False)
@@ -48,7 +32,7 @@ def isolated(monkeypatch, tmp_path):
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory) -> Path:
-    return fake_mnist(tmp_path_factory.mktemp("data") / "mnist").parent
+    return fake_mnist(tmp_path_factory.mktemp("data") / "mnist", 60, 30, spots=12, low=120).parent
 
 
 @pytest.fixture(scope="module")

@@ -46,14 +46,7 @@ from ..engine import ForwardResult
 from ..evaluation import Evaluation, score
 from . import require_torch
 
-torch = None  # bound by _torch() on first use: torch is imported lazily
-
-
-def _torch():
-    global torch
-    if torch is None:
-        torch = require_torch()
-    return torch
+_torch = require_torch  # torch is imported on first use, never at module import
 
 
 @dataclass(frozen=True)

@@ -36,14 +36,7 @@ import numpy as np
 from ..errors import BstdgError
 from . import require_torch
 
-torch = None  # bound by _torch() on first use: torch is imported lazily
-
-
-def _torch():
-    global torch
-    if torch is None:
-        torch = require_torch()
-    return torch
+_torch = require_torch  # torch is imported on first use, never at module import
 
 
 def init_threads(n: int | None = None) -> int:
