@@ -158,10 +158,7 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     if engine == "event":
         warm_up(net, test.events)  # load/compile the kernel outside the timed evaluation
     ev = evaluate(net, test.events, test.labels, engine)
-    result = {"test_accuracy": float(ev.accuracy), "test_ties": int(ev.ties),
-              "test_silent": int(ev.silent), "mean_decision_time": float(ev.mean_decision_time),
-              "hidden_spikes_per_sample": float(ev.hidden_spikes_per_sample),
-              "eval_samples_per_s": float(ev.samples_per_s), "engine": engine,
+    result = {**ev.test_metrics(), "engine": engine,
               "n_samples": len(test.labels), "dataset": dataset, "sizes": list(net.sizes),
               "t_max": net.t_max}
     if as_json:

@@ -246,9 +246,7 @@ def run_trainer(config: RunConfig, train_config: TrainConfig) -> dict:
         with config.meter.training():
             info = trainer.train_epoch(train.events, train.labels, progress=False)
         ev = evaluate(net, test.events, test.labels)
-        info.update(test_accuracy=ev.accuracy, test_ties=ev.ties, test_silent=ev.silent,
-                    mean_decision_time=ev.mean_decision_time,
-                    hidden_spikes_per_sample=ev.hidden_spikes_per_sample)
+        info.update(ev.test_metrics())
         history.append(info)
         print(f"  epoch {info['epoch']}: test accuracy {ev.accuracy:.4f}, "
               f"{info['train_samples_per_s']:,.0f} train samples/s", flush=True)
@@ -260,10 +258,7 @@ def run_trainer(config: RunConfig, train_config: TrainConfig) -> dict:
     save_test_outputs(out, replace_times(result, full.times[0]), decision, test.labels,
                       sample_input_times(test.events, 0, tc.t_max), tc.t_max, net.sizes)
     return {
-        "dataset": config.dataset, "test_accuracy": ev.accuracy, "test_ties": ev.ties,
-        "test_silent": ev.silent, "mean_decision_time": ev.mean_decision_time,
-        "hidden_spikes_per_sample": ev.hidden_spikes_per_sample,
-        "eval_samples_per_s": ev.samples_per_s,
+        "dataset": config.dataset, **ev.test_metrics(),
         "train_accuracy_running": history[-1]["train_accuracy_running"],
         "epochs": tc.epochs, "n_train": len(train.labels), "n_test": len(test.labels),
         "sizes": list(net.sizes), "config": config_dict(tc), "history": history,

@@ -25,6 +25,13 @@ class Evaluation:
     hidden_spikes_per_sample: float  # emitted no later than the decision
     samples_per_s: float
 
+    def test_metrics(self) -> dict:
+        """The figures under their ``metrics.json`` names, as plain numbers."""
+        return {"test_accuracy": float(self.accuracy), "test_ties": int(self.ties),
+                "test_silent": int(self.silent), "mean_decision_time": float(self.mean_decision_time),
+                "hidden_spikes_per_sample": float(self.hidden_spikes_per_sample),
+                "eval_samples_per_s": float(self.samples_per_s)}
+
 
 def forward_decisions(bn: BinaryNet, events, engine: str = "event", stop_at_decision: bool = True
                       ) -> tuple[ForwardResult, metrics.Decision]:

@@ -151,9 +151,7 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
         info = trainer.train_epoch(train.events, train.labels, progress)
         wall += info["train_seconds"]
         ev = test_eval = evaluate(net, test.events, test.labels)
-        info.update(test_accuracy=ev.accuracy, test_ties=ev.ties, test_silent=ev.silent,
-                    mean_decision_time=ev.mean_decision_time,
-                    hidden_spikes_per_sample=ev.hidden_spikes_per_sample)
+        info.update(ev.test_metrics())
         history.append(info)
         log(f"epoch {info['epoch']}/{config.epochs}: test accuracy {ev.accuracy:.4f} "
             f"(ties {ev.ties}, silent {ev.silent}), decision {ev.mean_decision_time:.1f} steps, "
@@ -163,17 +161,12 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
     train_eval = evaluate(net, train.events, train.labels)
     result = {
         "dataset": dataset,
-        "test_accuracy": test_eval.accuracy,
+        **test_eval.test_metrics(),
         "train_accuracy": train_eval.accuracy,
-        "test_ties": test_eval.ties,
-        "test_silent": test_eval.silent,
         "epochs": config.epochs,
         "train_wall_s": wall,
         "train_samples_per_s": float(np.median([h["train_samples_per_s"] for h in history]))
         if history else 0.0,
-        "eval_samples_per_s": test_eval.samples_per_s,
-        "hidden_spikes_per_sample": test_eval.hidden_spikes_per_sample,
-        "mean_decision_time": test_eval.mean_decision_time,
         "sizes": list(net.sizes),
         "config": config_dict(config),
         "history": history,

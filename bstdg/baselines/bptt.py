@@ -488,9 +488,7 @@ def run_method(run, binary: bool) -> dict:
             info = trainer.train_epoch(train.events, train.labels, log_every=50)
         batches += info.pop("batches")
         ev, result, decision = evaluate(net, test.events, test.labels, cfg.t_max)
-        info.update(test_accuracy=ev.accuracy, test_ties=ev.ties, test_silent=ev.silent,
-                    mean_decision_time=ev.mean_decision_time,
-                    hidden_spikes_per_sample=ev.hidden_spikes_per_sample)
+        info.update(ev.test_metrics())
         history.append(info)
         print(f"  epoch {info['epoch']}: loss {info['loss']:.4f}, test accuracy {ev.accuracy:.4f}, "
               f"{info['train_samples_per_s']:,.0f} train samples/s", flush=True)
@@ -507,10 +505,7 @@ def run_method(run, binary: bool) -> dict:
         np.savez(out / "model_real.npz", **{f"w{l}": w for l, w in enumerate(state["weights"])},
                  **{f"theta{l}": th for l, th in enumerate(state["thresholds"])})
     return {
-        "dataset": run.dataset, "test_accuracy": ev.accuracy, "test_ties": ev.ties,
-        "test_silent": ev.silent, "mean_decision_time": ev.mean_decision_time,
-        "hidden_spikes_per_sample": ev.hidden_spikes_per_sample,
-        "eval_samples_per_s": ev.samples_per_s,
+        "dataset": run.dataset, **ev.test_metrics(),
         "train_accuracy_running": history[-1]["train_accuracy_running"],
         "epochs": cfg.epochs, "n_train": len(train.labels), "n_test": len(test.labels),
         "sizes": list(net.sizes), "config": config_dict(cfg), "history": history,
