@@ -98,6 +98,25 @@ def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: Le
     return delta
 
 
+def output_loss(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: LearningRule) -> np.ndarray:
+    """The loss ``L`` of :func:`output_error` per sample, float64 ``(B,)`` (for logging only;
+    the trainer follows ``delta``). ``s4nn``: ``1/2 sum_j (t_j - T_j)^2 / t_max`` over the
+    outputs that get an error; ``hinge``: ``sum_{j != c} max(0, t_c + margin - t_j)``;
+    ``ce``: ``-log softmax(-t / tau_ce)_c``."""
+    t = out_times.astype(np.float64)
+    rows = np.arange(len(t))
+    t_c = t[rows, labels]
+    if rule.loss == "hinge":
+        gap = np.maximum(t_c[:, None] + rule.margin - t, 0.0)
+        gap[rows, labels] = 0.0
+        return gap.sum(axis=1)
+    if rule.loss == "ce":
+        z = -(t - t.min(axis=1, keepdims=True)) / rule.tau_ce
+        return np.log(np.exp(z).sum(axis=1)) - z[rows, labels]
+    delta = output_error(out_times, labels, t_max, rule).astype(np.float64)
+    return 0.5 * t_max * (delta ** 2).sum(axis=1)  # delta = (t - T) / t_max
+
+
 def drop_futile(delta: np.ndarray, post_times: np.ndarray, first_pre: np.ndarray) -> np.ndarray:
     """Zero the "fire earlier" errors (``delta > 0``) of neurons that fired at the step of
     their layer's first input spike ``first_pre`` (B,): they cannot fire any earlier."""

@@ -16,7 +16,7 @@ from .evaluation import evaluate
 from .encoding import SpikeEvents
 from .engine.event import if_network_batch
 from .learning import (LearningRule, backprop_timing_error, drop_futile, normalise_rows, output_error,
-                       timing_factor, weight_gradient)
+                       output_loss, timing_factor, weight_gradient)
 from .network import BinarySNN
 from .optim import Adam, binarize
 from .progress import Progress
@@ -97,7 +97,7 @@ class Trainer:
     def train_epoch(self, events: SpikeEvents, labels: np.ndarray, progress: bool | None = None) -> dict:
         order = self.rng.permutation(len(events))
         bs = self.config.batch_size
-        correct = 0
+        correct, loss = 0, 0.0
         start = time.perf_counter()
         with Progress(len(order), f"epoch {self.epoch + 1}", enabled=progress, unit="samples") as bar:
             for k in range(0, len(order), bs):
@@ -105,10 +105,12 @@ class Trainer:
                 out_times, potential = self.step(events.take(idx), labels[idx])
                 d = metrics.decide(out_times, potential, self.net.t_max)
                 correct += metrics.correct(d, labels[idx]).sum()
+                loss += output_loss(out_times, labels[idx], self.net.t_max, self.config.rule).sum()
                 bar.update(len(idx), postfix=f"acc {correct / (k + len(idx)):.3f}")
         elapsed = time.perf_counter() - start
         self.epoch += 1
         return {"epoch": self.epoch, "train_accuracy_running": correct / len(order),
+                "loss": loss / len(order),  # mean output loss, before each batch's update
                 "train_seconds": elapsed, "train_samples_per_s": len(order) / elapsed}
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from bstdg.encoding import SpikeEvents, times_to_events
-from bstdg.learning import (LearningRule, backprop_timing_error, output_error, timing_factor,
+from bstdg.learning import (LearningRule, backprop_timing_error, output_error, output_loss, timing_factor,
                             weight_gradient)
 from bstdg.network import BinarySNN
 from bstdg.train import TrainConfig, Trainer, hidden_events
@@ -25,6 +25,18 @@ def test_s4nn_output_error_by_hand():
     delta = output_error(np.array([[5, 3, 9, T]]), np.array([0]), T, rule)
     # t_min = 3: T_0 = 3, T_1 = 3 + 2 = 5, output 2 is late enough, output 3 is silent.
     np.testing.assert_allclose(delta, [[(5 - 3) / T, (3 - 5) / T, 0, 0]])
+
+
+def test_output_loss_by_hand():
+    times, label = np.array([[5, 3, 9, T]]), np.array([0])
+    # s4nn, margin 2: targets 3, 5, 9, T -> (2^2 + 2^2) / 2 / T
+    np.testing.assert_allclose(output_loss(times, label, T, LearningRule(loss="s4nn", margin=2)),
+                               [0.5 * (4 + 4) / T])
+    # hinge, margin 2: t_c + 2 = 7 -> max(0, 7 - 3) + max(0, 7 - 9) + max(0, 7 - T) = 4
+    np.testing.assert_allclose(output_loss(times, label, T, LearningRule(loss="hinge", margin=2)), [4.0])
+    # ce, tau 1: -log(e^-5 / (e^-5 + e^-3 + e^-9 + e^-T))
+    p = np.exp(-5.0) / (np.exp(-5.0) + np.exp(-3.0) + np.exp(-9.0) + np.exp(-float(T)))
+    np.testing.assert_allclose(output_loss(times, label, T, LearningRule(loss="ce", tau_ce=1.0)), [-np.log(p)])
 
 
 def test_s4nn_output_error_all_silent_still_pushes_the_correct_output():
