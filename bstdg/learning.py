@@ -11,6 +11,7 @@ every pre spike as causal (its pseudo spike time is ``t_max``). With the timing 
 
 * weights:     ``dL/dw_ji    = -sum_causal delta_j * g(t_j - t_i)``  (more weight -> earlier spike)
 * thresholds:  ``dL/dtheta_j = +delta_j``                            (higher threshold -> later spike)
+  (output layer; hidden layers only with ``learn_hidden_thresholds``)
 * centring:    in hidden layers, ``dL/dw_ji -= mean_i dL/dw_ji`` per neuron ``j``, so the
   weights change *which* inputs excite ``j`` while its threshold alone sets how easily it
   fires (keeps hidden neurons from drifting to all ``-1`` and dying, or to all ``+1``)
