@@ -69,33 +69,22 @@ def train_ann(config: ANNConvertConfig, x: np.ndarray, labels: np.ndarray, log=N
     snapshot = lambda: RateNet([w.detach().numpy().copy() for w in weights],  # noqa: E731
                                [b.detach().numpy().copy() for b in biases],
                                [float("inf")] * (len(weights) - 1), config.v0)
+    def logits_of(h):
+        for l, (w, b) in enumerate(zip(weights, biases)):
+            h = h @ w + b
+            if l < len(weights) - 1:
+                h = t.relu(h)
+        return h
+
     for epoch in range(config.epochs):
         with epoch_context():
-            start = time.perf_counter()
-            losses, correct = 0.0, 0
-            for idx in ratecode.iterate_minibatches(rng, len(x), config.batch_size):
-                idx = t.as_tensor(idx)
-                h = xt[idx]
-                for l, (w, b) in enumerate(zip(weights, biases)):
-                    h = h @ w + b
-                    if l < len(weights) - 1:
-                        h = t.relu(h)
-                loss = t.nn.functional.cross_entropy(h, yt[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                losses += float(loss.detach()) * len(idx)
-                correct += int((h.argmax(1) == yt[idx]).sum())
-            elapsed = time.perf_counter() - start
-        history.append({"epoch": epoch + 1, "loss": losses / len(x),
-                        "train_accuracy_running": correct / len(x), "train_seconds": elapsed,
-                        "train_samples_per_s": len(x) / elapsed if elapsed > 0 else float("inf"),
-                        **(on_epoch(snapshot()) if on_epoch else {})})
+            stats = ratecode.train_epoch(opt, logits_of, xt, yt, rng, config.batch_size)
+        history.append({"epoch": epoch + 1, **stats, **(on_epoch(snapshot()) if on_epoch else {})})
         if log:
             extra = (f", ANN test accuracy {history[-1]['ann_test_accuracy']:.4f}"
                      if "ann_test_accuracy" in history[-1] else "")
-            log(f"  ann epoch {epoch + 1}: loss {losses / len(x):.4f}, running accuracy "
-                f"{correct / len(x):.4f}{extra}, {elapsed:.1f} s")
+            log(f"  ann epoch {epoch + 1}: loss {stats['loss']:.4f}, running accuracy "
+                f"{stats['train_accuracy_running']:.4f}{extra}, {stats['train_seconds']:.1f} s")
     return snapshot(), history
 
 

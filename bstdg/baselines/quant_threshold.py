@@ -111,34 +111,25 @@ def train(config: QuantThresholdConfig, x: np.ndarray, labels: np.ndarray, log=N
     xt, yt = t.as_tensor(x), t.as_tensor(labels)
     history = []
     epoch_context = epoch_context or contextlib.nullcontext
+    def clamp_thetas():
+        with t.no_grad():
+            for th in thetas:
+                th.clamp_(min=1e-3)
+
     for epoch in range(config.epochs):
         with epoch_context():
-            start = time.perf_counter()
-            losses, correct = 0.0, 0
-            for idx in ratecode.iterate_minibatches(rng, len(x), config.batch_size):
-                idx = t.as_tensor(idx)
-                logits = forward_train(xt[idx], weights, biases, thetas, config.steps, config.v0)
-                loss = t.nn.functional.cross_entropy(logits, yt[idx])
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                with t.no_grad():
-                    for th in thetas:
-                        th.clamp_(min=1e-3)
-                losses += float(loss.detach()) * len(idx)
-                correct += int((logits.argmax(1) == yt[idx]).sum())
-            elapsed = time.perf_counter() - start
+            stats = ratecode.train_epoch(
+                opt, lambda h: forward_train(h, weights, biases, thetas, config.steps, config.v0),
+                xt, yt, rng, config.batch_size, after_step=clamp_thetas)
         net = snapshot(weights, biases, thetas, config.v0)
-        history.append({"epoch": epoch + 1, "loss": losses / len(x),
-                        "train_accuracy_running": correct / len(x), "train_seconds": elapsed,
-                        "train_samples_per_s": len(x) / elapsed if elapsed > 0 else float("inf"),
-                        "thetas": list(net.thetas), **(on_epoch(net) if on_epoch else {})})
+        history.append({"epoch": epoch + 1, **stats, "thetas": list(net.thetas),
+                        **(on_epoch(net) if on_epoch else {})})
         if log:
             extra = (f", test accuracy {history[-1]['test_accuracy']:.4f}"
                      if "test_accuracy" in history[-1] else "")
-            log(f"  quant-threshold T={config.steps} epoch {epoch + 1}: loss {losses / len(x):.4f}, "
-                f"running accuracy {correct / len(x):.4f}{extra}, thetas "
-                f"{', '.join(f'{th:.3f}' for th in net.thetas)}, {elapsed:.1f} s")
+            log(f"  quant-threshold T={config.steps} epoch {epoch + 1}: loss {stats['loss']:.4f}, "
+                f"running accuracy {stats['train_accuracy_running']:.4f}{extra}, thetas "
+                f"{', '.join(f'{th:.3f}' for th in net.thetas)}, {stats['train_seconds']:.1f} s")
     return snapshot(weights, biases, thetas, config.v0), history
 
 

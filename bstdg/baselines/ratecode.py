@@ -276,6 +276,31 @@ def iterate_minibatches(rng: np.random.Generator, n: int, batch_size: int):
         yield order[k:k + batch_size]
 
 
+def train_epoch(opt, logits_of, xt, yt, rng: np.random.Generator, batch_size: int,
+                after_step=None) -> dict:
+    """One epoch of mini-batch cross-entropy training of ``logits_of(inputs)`` with ``opt``
+    (``after_step()`` runs after every update, e.g. to clamp parameters). Returns the epoch's
+    mean loss, running accuracy, seconds and samples/s under their history names."""
+    t = _torch()
+    n = len(xt)
+    start = time.perf_counter()
+    losses, correct = 0.0, 0
+    for idx in iterate_minibatches(rng, n, batch_size):
+        idx = t.as_tensor(idx)
+        logits = logits_of(xt[idx])
+        loss = t.nn.functional.cross_entropy(logits, yt[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if after_step is not None:
+            after_step()
+        losses += float(loss.detach()) * len(idx)
+        correct += int((logits.argmax(1) == yt[idx]).sum())
+    elapsed = time.perf_counter() - start
+    return {"loss": losses / n, "train_accuracy_running": correct / n, "train_seconds": elapsed,
+            "train_samples_per_s": n / elapsed if elapsed > 0 else float("inf")}
+
+
 def layer_errors(net: RateNet, run: SNNRun, n_steps: int, ann_acts=None) -> list:
     """Per hidden layer, mean absolute errors in activation units (means over samples and
     neurons) between the SNN rate ``r`` and:
