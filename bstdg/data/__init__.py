@@ -64,14 +64,11 @@ def load_events(name: str, split: str, t_max: int, data_dir=None, limit: int | N
         images, labels = load_idx_dataset(name, split, data_dir)
         if limit is not None:
             images, labels = images[:limit], labels[:limit]
-        if len(labels) == 0:
-            raise DataError(f"{name} {split}: no samples")
-        times = encode_latency(images.reshape(len(images), -1), t_max)
+        events = times_to_events(encode_latency(images.reshape(len(images), -1), t_max), t_max)
         encoder = {"kind": "latency", "t_max": t_max, "input_scale": "uint8 / 255",
                    "formula": "t = round((1 - x) * (t_max - 1)); no spike (t_max) if x <= 0",
                    "options": opts}
-        return EncodedSplit(times_to_events(times, t_max), labels.astype(np.int64), 10, encoder)
-    if name == "caltech-face-motor":
+    elif name == "caltech-face-motor":
         from .caltech import load_split as load
         events, labels, encoder = load(split, t_max, data_dir, opts, limit)
     else:
