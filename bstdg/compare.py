@@ -245,6 +245,7 @@ def run_trainer(config: RunConfig, train_config: TrainConfig) -> dict:
     for _ in range(tc.epochs):
         with config.meter.training():
             info = trainer.train_epoch(train.events, train.labels, progress=False)
+        net = trainer.averaged()
         ev = evaluate(net, test.events, test.labels)
         info.update(ev.test_metrics())
         history.append(info)

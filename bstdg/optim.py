@@ -1,4 +1,5 @@
-"""Adam on flat latent parameters (Numba, in place) and the binarisation of weights."""
+"""Adam on flat latent parameters (Numba, in place), the binarisation of weights and the
+running average of the latent parameters."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ def binarize(latent, out):
     """``out = +1 where latent >= 0 else -1`` (int8), in place."""
     for k in numba.prange(len(latent)):
         out[k] = 1 if latent[k] >= 0 else -1
+
+
+@numba.njit(cache=True, parallel=True)
+def moving_average(avg, x, beta):
+    """``avg = beta * avg + (1 - beta) * x``, in place (Polyak/EMA averaging)."""
+    for k in numba.prange(len(avg)):
+        avg[k] = beta * avg[k] + (1.0 - beta) * x[k]
 
 
 @dataclass

@@ -18,7 +18,7 @@ from .engine.event import if_network_batch
 from .learning import (LearningRule, backprop_timing_error, drop_futile, normalise_rows, output_error,
                        output_loss, timing_factor, weight_gradient)
 from .network import BinarySNN
-from .optim import Adam, binarize
+from .optim import Adam, binarize, moving_average
 from .progress import Progress
 
 
@@ -33,12 +33,22 @@ class TrainConfig:
     lr_w: float = 1e-2
     lr_theta: float = 0.01
     lr_decay: float = 0.9  # multiplied into both learning rates after every epoch
+    average: float = 0.999  # decay of the running average of latent weights and thresholds
+    # that is evaluated and saved (0: use the live parameters); see Trainer.averaged
     seed: int = 0
     rule: LearningRule = field(default_factory=LearningRule)
 
 
 class Trainer:
-    """Holds the network, the optimisers and the timing tables; ``train_epoch`` does one pass."""
+    """Holds the network, the optimisers and the timing tables; ``train_epoch`` does one pass.
+
+    ``net`` holds the live latent parameters the updates act on. With ``config.average > 0``
+    the trainer also keeps their exponential moving average over steps (Polyak averaging);
+    :meth:`averaged` returns that network, which is the one to evaluate and save: single
+    mini-batch updates flip many signs, so the live network's test accuracy swings by
+    several points from one epoch to the next while the average's does not
+    (docs/experiments.md, session 4).
+    """
 
     def __init__(self, net: BinarySNN, config: TrainConfig):
         self.net = net
@@ -52,7 +62,16 @@ class Trainer:
         self.w_bin = np.empty(net.w.size, np.int8)
         binarize(net.w, self.w_bin)
         self.grad_w = np.zeros(net.w.size, np.float32)
+        self.avg_w = net.w.copy()
+        self.avg_theta = net.theta.copy()
         self.epoch = 0
+
+    def averaged(self) -> BinarySNN:
+        """The network to evaluate and save: the running average of the latent weights and
+        thresholds (``net`` itself when averaging is off)."""
+        if not self.config.average:
+            return self.net
+        return BinarySNN(self.net.sizes, self.net.t_max, self.avg_w, self.avg_theta, self.net.meta)
 
     def step(self, batch: SpikeEvents, labels: np.ndarray):
         """One mini-batch update. Returns the batch's output spike times and decision
@@ -92,6 +111,9 @@ class Trainer:
         self.opt_w.step(net.w, self.grad_w, self.config.lr_w * decay)
         self.opt_theta.step(net.theta, grad_theta, self.config.lr_theta * decay)
         binarize(net.w, self.w_bin)
+        if self.config.average:
+            moving_average(self.avg_w, net.w, self.config.average)
+            moving_average(self.avg_theta, net.theta, self.config.average)
         return out_times, potential
 
     def train_epoch(self, events: SpikeEvents, labels: np.ndarray, progress: bool | None = None) -> dict:
@@ -109,6 +131,7 @@ class Trainer:
                 bar.update(len(idx), postfix=f"acc {correct / (k + len(idx)):.3f}")
         elapsed = time.perf_counter() - start
         self.epoch += 1
+        # The running accuracy is that of the live parameters, before each batch's update.
         return {"epoch": self.epoch, "train_accuracy_running": correct / len(order),
                 "loss": loss / len(order),  # mean output loss, before each batch's update
                 "train_seconds": elapsed, "train_samples_per_s": len(order) / elapsed}
@@ -152,6 +175,7 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
     for _ in range(config.epochs):
         info = trainer.train_epoch(train.events, train.labels, progress)
         wall += info["train_seconds"]
+        net = trainer.averaged()
         ev = test_eval = evaluate(net, test.events, test.labels)
         info.update(ev.test_metrics())
         history.append(info)

@@ -1,5 +1,7 @@
 """The timing gradients on hand-computed cases, and the training loop's guarantees."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -177,3 +179,25 @@ def test_fixed_hidden_thresholds_keep_their_start_while_outputs_learn():
         trainer.train_epoch(events, labels, progress=False)
     np.testing.assert_array_equal(net.theta[:20], start[:20])
     assert not np.array_equal(net.theta[20:], start[20:])
+
+
+def test_averaged_network_is_the_running_mean_of_the_live_parameters():
+    """``Trainer.averaged`` holds ``avg = beta * avg + (1 - beta) * live`` after every step,
+    starting from the initial parameters; with ``average=0`` it is the live network."""
+    events, labels = tiny_problem()
+    beta = 0.9
+    config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0, average=beta)
+    net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
+    expected_w, expected_theta = net.w.astype(np.float64), net.theta.astype(np.float64)
+    trainer = Trainer(net, config)
+    for k in range(3):
+        batch = np.arange(32 * k, 32 * (k + 1))
+        trainer.step(events.take(batch), labels[batch])
+        expected_w = beta * expected_w + (1 - beta) * net.w
+        expected_theta = beta * expected_theta + (1 - beta) * net.theta
+    avg = trainer.averaged()
+    assert avg is not net and not np.array_equal(avg.w, net.w)
+    np.testing.assert_allclose(avg.w, expected_w, atol=1e-6)
+    np.testing.assert_allclose(avg.theta, expected_theta, atol=1e-5)
+    off = Trainer(net, replace(config, average=0.0))
+    assert off.averaged() is net
