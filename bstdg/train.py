@@ -34,7 +34,8 @@ class TrainConfig:
     lr_theta: float = 0.01
     lr_decay: float = 0.9  # multiplied into both learning rates after every epoch
     average: float = 0.999  # decay of the running average of latent weights and thresholds
-    # that is evaluated and saved (0: use the live parameters); see Trainer.averaged
+    # that is evaluated and saved (0: use the live parameters); see Trainer.averaged and
+    # average_decay
     seed: int = 0
     rule: LearningRule = field(default_factory=LearningRule)
 
@@ -112,8 +113,9 @@ class Trainer:
         self.opt_theta.step(net.theta, grad_theta, self.config.lr_theta * decay)
         binarize(net.w, self.w_bin)
         if self.config.average:
-            moving_average(self.avg_w, net.w, self.config.average)
-            moving_average(self.avg_theta, net.theta, self.config.average)
+            beta = average_decay(self.config.average, self.opt_w.step_count)
+            moving_average(self.avg_w, net.w, beta)
+            moving_average(self.avg_theta, net.theta, beta)
         return out_times, potential
 
     def train_epoch(self, events: SpikeEvents, labels: np.ndarray, progress: bool | None = None) -> dict:
@@ -135,6 +137,13 @@ class Trainer:
         return {"epoch": self.epoch, "train_accuracy_running": correct / len(order),
                 "loss": loss / len(order),  # mean output loss, before each batch's update
                 "train_seconds": elapsed, "train_samples_per_s": len(order) / elapsed}
+
+
+def average_decay(average: float, step: int) -> float:
+    """Decay of the running average at update ``step`` (1, 2, ...): ``average``, capped by
+    ``(1 + step) / (10 + step)`` so that short runs (small datasets: a few hundred updates in
+    all) average over their recent updates instead of staying near the initial network."""
+    return min(average, (1.0 + step) / (10.0 + step))
 
 
 def first_event_times(events: SpikeEvents, t_max: int) -> np.ndarray:
