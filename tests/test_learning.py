@@ -182,21 +182,24 @@ def test_fixed_hidden_thresholds_keep_their_start_while_outputs_learn():
 
 
 def test_averaged_network_is_the_running_mean_of_the_live_parameters():
-    """``Trainer.averaged`` holds ``avg = beta_k * avg + (1 - beta_k) * live`` after step
-    ``k``, with ``beta_k = min(average, (1 + k) / (10 + k))``, starting from the initial
-    parameters; with ``average=0`` it is the live network."""
+    """Every ``AVERAGE_EVERY``-th update ``k``, ``Trainer.averaged`` takes in the live
+    parameters: ``avg = b * avg + (1 - b) * live`` with ``b = min(average, (1 + k)/(10 + k))
+    ** AVERAGE_EVERY``, starting from the initial parameters; with ``average=0`` it is the
+    live network."""
+    from bstdg.train import AVERAGE_EVERY
     events, labels = tiny_problem()
-    beta = 0.25  # caps beta_k = 2/11, 3/12, 4/13 at 0.25 from step 2 on
-    config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0, average=beta)
+    beta = 0.3  # below (1 + k)/(10 + k) from k = 4 on
+    config = TrainConfig(hidden=(20,), t_max=64, batch_size=4, seed=0, average=beta)
     net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
     expected_w, expected_theta = net.w.astype(np.float64), net.theta.astype(np.float64)
     trainer = Trainer(net, config)
-    for k in range(3):
-        batch = np.arange(32 * k, 32 * (k + 1))
+    for k in range(1, 3 * AVERAGE_EVERY + 2):
+        batch = np.arange(4 * (k - 1), 4 * k)
         trainer.step(events.take(batch), labels[batch])
-        beta_k = min(beta, (2 + k) / (11 + k))
-        expected_w = beta_k * expected_w + (1 - beta_k) * net.w
-        expected_theta = beta_k * expected_theta + (1 - beta_k) * net.theta
+        if k % AVERAGE_EVERY == 0:
+            b = min(beta, (1 + k) / (10 + k)) ** AVERAGE_EVERY
+            expected_w = b * expected_w + (1 - b) * net.w
+            expected_theta = b * expected_theta + (1 - b) * net.theta
     avg = trainer.averaged()
     assert avg is not net and not np.array_equal(avg.w, net.w)
     np.testing.assert_allclose(avg.w, expected_w, atol=1e-6)
