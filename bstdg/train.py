@@ -65,6 +65,7 @@ class Trainer:
         self.grad_w = np.zeros(net.w.size, np.float32)
         self.avg_w = net.w.copy()
         self.avg_theta = net.theta.copy()
+        self.updates_since_average = 0
         self.epoch = 0
 
     def averaged(self) -> BinarySNN:
@@ -113,11 +114,20 @@ class Trainer:
         self.opt_w.step(net.w, self.grad_w, self.config.lr_w * decay)
         self.opt_theta.step(net.theta, grad_theta, self.config.lr_theta * decay)
         binarize(net.w, self.w_bin)
-        if self.config.average and self.opt_w.step_count % AVERAGE_EVERY == 0:
-            beta = average_decay(self.config.average, self.opt_w.step_count) ** AVERAGE_EVERY
-            moving_average(self.avg_w, net.w, beta)
-            moving_average(self.avg_theta, net.theta, beta)
+        self.updates_since_average += 1
+        if self.updates_since_average == AVERAGE_EVERY:
+            self.update_average()
         return out_times, potential
+
+    def update_average(self) -> None:
+        """Take the live parameters into the running average, with the per-update decay to
+        the power of the number of updates since the last time (see :func:`average_decay`).
+        Called every ``AVERAGE_EVERY`` updates and at the end of every epoch."""
+        if self.config.average and self.updates_since_average:
+            beta = average_decay(self.config.average, self.opt_w.step_count) ** self.updates_since_average
+            moving_average(self.avg_w, self.net.w, beta)
+            moving_average(self.avg_theta, self.net.theta, beta)
+        self.updates_since_average = 0
 
     def train_epoch(self, events: SpikeEvents, labels: np.ndarray, progress: bool | None = None) -> dict:
         order = self.rng.permutation(len(events))
@@ -132,6 +142,7 @@ class Trainer:
                 correct += metrics.correct(d, labels[idx]).sum()
                 loss += output_loss(out_times, labels[idx], self.net.t_max, self.config.rule).sum()
                 bar.update(len(idx), postfix=f"acc {correct / (k + len(idx)):.3f}")
+        self.update_average()
         elapsed = time.perf_counter() - start
         self.epoch += 1
         # The running accuracy is that of the live parameters, before each batch's update.
@@ -141,8 +152,8 @@ class Trainer:
 
 
 AVERAGE_EVERY = 4  # the running average takes in every 4th update (with the decay to the
-# 4th power): the same average over hundreds of updates at a quarter of its memory traffic,
-# which was ~12 % of a training step when done after every update
+# 4th power) and the last one of each epoch: the same average over hundreds of updates at a
+# quarter of its memory traffic, which was ~12 % of a training step when done after every update
 
 
 def average_decay(average: float, step: int) -> float:

@@ -206,3 +206,16 @@ def test_averaged_network_is_the_running_mean_of_the_live_parameters():
     np.testing.assert_allclose(avg.theta, expected_theta, atol=1e-5)
     off = Trainer(net, replace(config, average=0.0))
     assert off.averaged() is net
+
+
+def test_averaged_network_takes_in_the_last_update_of_an_epoch():
+    """An epoch shorter than ``AVERAGE_EVERY`` updates still moves the average: at the end of
+    the epoch the pending updates are taken in (decay to the power of their number)."""
+    events, labels = tiny_problem()
+    config = TrainConfig(hidden=(20,), t_max=64, batch_size=64, seed=0, average=0.999)
+    net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
+    start = net.w.astype(np.float64)
+    trainer = Trainer(net, config)
+    trainer.train_epoch(events, labels, progress=False)  # 96 samples: 2 updates
+    b = min(0.999, 3 / 12) ** 2
+    np.testing.assert_allclose(trainer.averaged().w, b * start + (1 - b) * net.w, atol=1e-6)
