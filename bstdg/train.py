@@ -40,6 +40,19 @@ class TrainConfig:
     rule: LearningRule = field(default_factory=LearningRule)
 
 
+AVERAGE_EVERY = 4  # the running average takes in every 4th update (with the decay to the
+# 4th power) and the last one of each epoch: the same average over hundreds of updates at a
+# quarter of its memory traffic, which was ~12 % of a training step when done after every update
+
+
+def average_decay(average: float, step: int) -> float:
+    """Per-update decay of the running average at update ``step`` (1, 2, ...): ``average``,
+    capped by ``(1 + step) / (10 + step)`` so that short runs (small datasets: a few hundred
+    updates in all) average over their recent updates instead of staying near the initial
+    network."""
+    return min(average, (1.0 + step) / (10.0 + step))
+
+
 class Trainer:
     """Holds the network, the optimisers and the timing tables; ``train_epoch`` does one pass.
 
@@ -149,19 +162,6 @@ class Trainer:
         return {"epoch": self.epoch, "train_accuracy_running": correct / len(order),
                 "loss": loss / len(order),  # mean output loss, before each batch's update
                 "train_seconds": elapsed, "train_samples_per_s": len(order) / elapsed}
-
-
-AVERAGE_EVERY = 4  # the running average takes in every 4th update (with the decay to the
-# 4th power) and the last one of each epoch: the same average over hundreds of updates at a
-# quarter of its memory traffic, which was ~12 % of a training step when done after every update
-
-
-def average_decay(average: float, step: int) -> float:
-    """Per-update decay of the running average at update ``step`` (1, 2, ...): ``average``,
-    capped by ``(1 + step) / (10 + step)`` so that short runs (small datasets: a few hundred
-    updates in all) average over their recent updates instead of staying near the initial
-    network."""
-    return min(average, (1.0 + step) / (10.0 + step))
 
 
 def first_event_times(events: SpikeEvents, t_max: int) -> np.ndarray:
