@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from bstdg.data.idx import write_idx
 from bstdg.encoding import SpikeEvents, encode_latency, times_to_events
 from bstdg.engine import BinaryNet
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """No test sees a real dataset: BSTDG_DATA unset, working directory empty. Autouse only
+    in the test modules that import it (the CLI and compare tests, which write ``runs/``)."""
+    monkeypatch.delenv("BSTDG_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
 
 
 def random_net(rng, sizes, t_max, max_threshold=5) -> BinaryNet:

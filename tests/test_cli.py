@@ -17,16 +17,9 @@ import bstdg
 from bstdg.cli import main_cli
 from bstdg.data import fetch as fetch_mod
 from bstdg.data.idx import read_decompressed
-from helpers import fake_mnist
+from helpers import fake_mnist, isolated  # noqa: F401 (autouse fixture)
 
 N_TRAIN, N_TEST = 300, 100
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    """No test sees a real dataset: BSTDG_DATA unset, working directory empty."""
-    monkeypatch.delenv("BSTDG_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from bstdg import compare as C
 from bstdg.cli import main_cli
 from bstdg.errors import BstdgError
 from bstdg.report import report
-from helpers import fake_mnist
+from helpers import fake_mnist, isolated  # noqa: F401 (autouse fixture)
 
 pytest.importorskip("matplotlib")
 HAVE_TORCH = True
@@ -22,12 +22,6 @@ try:
 except ImportError:
     HAVE_TORCH = False
 METHODS = ["bstdg", "s4nn-rule"] + (["bptt", "bptt-binary"] if HAVE_TORCH else [])
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    monkeypatch.delenv("BSTDG_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 @pytest.fixture(scope="module")

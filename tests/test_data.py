@@ -15,21 +15,20 @@ from bstdg.data.fetch import data_list, data_roots, fetch, locate, verify
 from bstdg.data.idx import read_idx, write_idx
 from bstdg.data.mnist import load_idx_dataset
 from bstdg.errors import DataError
+from helpers import isolated  # noqa: F401 (autouse fixture)
 
 FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
 @pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    """Never run npm or apt-get; start in tmp_path with BSTDG_DATA unset, so no test sees
-    a real datasets folder."""
+def no_package_tools(monkeypatch):
+    """Never run npm or apt-get (``isolated`` also starts every test in an empty tmp_path
+    with BSTDG_DATA unset, so no test sees a real datasets folder)."""
     def refuse(package, workdir, files):
         raise DataError(f"{package}: package tools disabled in tests")
     monkeypatch.setattr(fetch_mod, "npm_pack_files", refuse)
     monkeypatch.setattr(fetch_mod, "apt_download_files", refuse)
-    monkeypatch.delenv("BSTDG_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
 
 
 def tiny_arrays(n_train: int = 5, n_test: int = 3) -> dict[str, np.ndarray]:

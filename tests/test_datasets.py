@@ -22,13 +22,7 @@ from bstdg.data import caltech, fsdd, shd
 from bstdg.data import fetch as fetch_mod
 from bstdg.data.fetch import data_list, fetch, locate, verify
 from bstdg.errors import BstdgError, DataError
-
-
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    """No real datasets: BSTDG_DATA unset, an empty working directory."""
-    monkeypatch.delenv("BSTDG_DATA", raising=False)
-    monkeypatch.chdir(tmp_path)
+from helpers import isolated  # noqa: F401 (autouse fixture)
 
 
 def one_line_error(capsys, status: int, *fragments: str) -> str:
