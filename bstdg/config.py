@@ -46,6 +46,8 @@ def _train_fields() -> set[str]:
 
 def _same_kind(value, default) -> bool:
     """TOML ``value`` fits a setting whose default is ``default`` (an int is a float too)."""
+    if default is None:  # an optional number (e.g. a learning rate that defaults per optimizer)
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, bool) or isinstance(value, bool):
         return isinstance(value, bool) and isinstance(default, bool)
     if isinstance(default, float):
@@ -59,8 +61,8 @@ def _check_kinds(values: dict, defaults, source: str, what: str) -> None:
     for key, value in values.items():
         default = getattr(defaults, key)
         if not _same_kind(value, default):
-            raise BstdgError(f"config {source}: {what}{key} must be {type(default).__name__}, "
-                             f"got {value!r}")
+            kind = "a number" if default is None else type(default).__name__
+            raise BstdgError(f"config {source}: {what}{key} must be {kind}, got {value!r}")
 
 
 def _rule_fields() -> set[str]:

@@ -91,11 +91,34 @@ def output_error(out_times: np.ndarray, labels: np.ndarray, t_max: int, rule: Le
         delta[rows, labels] += 1.0
         delta[(t >= t_max) & wrong] = 0.0
     else:
-        t_min = t.min(axis=1)
-        target = np.where(wrong & (t < t_min[:, None] + rule.margin), t_min[:, None] + rule.margin, t)
-        target[rows, labels] = np.minimum(t_min, t_max - rule.margin)
-        delta = (t - target) / t_max
-        delta[(t >= t_max) & wrong] = 0.0
+        delta = relative_target_errors(out_times.astype(np.int32), labels.astype(np.int64), t_max,
+                                       float(rule.margin))
+    return delta
+
+
+@numba.njit(cache=True)
+def relative_target_error(out_times, label, t_max, margin, delta):
+    """The ``s4nn`` error of one sample into ``delta`` (n_out,): ``delta_j = (t_j - T_j) / t_max``
+    with ``T_c = min(t_min, t_max - margin)`` for the correct output ``c``, ``T_j = t_min +
+    margin`` for wrong outputs firing before that, ``T_j = t_j`` (no error) otherwise and for
+    silent wrong outputs."""
+    t_min = out_times.min()
+    for j in range(len(out_times)):
+        tj = out_times[j]
+        target = tj
+        if j == label:
+            target = min(t_min, t_max - margin)
+        elif tj < t_max and tj < t_min + margin:
+            target = t_min + margin
+        delta[j] = (tj - target) / t_max
+
+
+@numba.njit(cache=True)
+def relative_target_errors(out_times, labels, t_max, margin):
+    """:func:`relative_target_error` of every sample, float32 ``(B, n_out)``."""
+    delta = np.zeros(out_times.shape, np.float32)
+    for b in range(len(labels)):
+        relative_target_error(out_times[b], labels[b], t_max, margin, delta[b])
     return delta
 
 
@@ -135,7 +158,8 @@ def normalise_rows(delta: np.ndarray) -> np.ndarray:
 def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t_max, h, h_anti):
     """``dL/dt_i = sum_j delta_j * b_ji * k(t_j - t_i)`` for the hidden layer whose spike
     times are ``pre_times`` (B, n_pre), with ``k(d) = h[d]`` for causal pairs (``d >= 0``)
-    and ``k(d) = h_anti[-d]`` for pre spikes that came too late (or never: ``t_i = t_max``)."""
+    and ``k(d) = h_anti[-d]`` for pre spikes that came too late (or never: ``t_i = t_max``).
+    A silent pre neuron keeps only a "fire earlier" error (``> 0``)."""
     n_samples, n_pre = pre_times.shape
     delta_pre = np.zeros((n_samples, n_pre), np.float32)
     for b in numba.prange(n_samples):
@@ -147,7 +171,9 @@ def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t
                 tj = post_times[b, j]
                 k = h[tj - ti] if ti <= tj else h_anti[ti - tj]
                 acc += delta_post[b, j] * W[row + j] * k
-            delta_pre[b, i] = acc
+            # A silent neuron cannot fire any later: its "fire later" error (< 0) is futile,
+            # and following it would push its weights down until it never fires again.
+            delta_pre[b, i] = 0.0 if ti >= t_max and acc < 0.0 else acc
     return delta_pre
 
 

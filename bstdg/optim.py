@@ -53,7 +53,16 @@ class Adam:
         self.v = np.zeros(self.size, np.float32)
         self.step_count = 0
 
-    def step(self, param: np.ndarray, grad: np.ndarray, lr: float | None = None) -> None:
+    def step(self, param: np.ndarray, grad: np.ndarray, lr=None, offsets=None) -> None:
+        """One update. ``lr``: a number, or one per segment ``offsets[k]:offsets[k+1]``
+        of the vector (e.g. one per layer); None: ``self.lr``."""
         self.step_count += 1
-        adam_step(param, grad, self.m, self.v, self.lr if lr is None else lr, self.beta1,
-                  self.beta2, self.eps, self.step_count, self.lo, self.hi)
+        lr = self.lr if lr is None else lr
+        if offsets is None:
+            adam_step(param, grad, self.m, self.v, float(lr), self.beta1, self.beta2, self.eps,
+                      self.step_count, self.lo, self.hi)
+            return
+        for k, rate in enumerate(np.broadcast_to(lr, (len(offsets) - 1,))):
+            seg = slice(offsets[k], offsets[k + 1])
+            adam_step(param[seg], grad[seg], self.m[seg], self.v[seg], float(rate), self.beta1,
+                      self.beta2, self.eps, self.step_count, self.lo, self.hi)

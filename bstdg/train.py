@@ -18,26 +18,56 @@ from .engine.event import if_network_batch
 from .learning import (LearningRule, backprop_timing_error, drop_futile, normalise_rows, output_error,
                        output_loss, timing_factor, weight_gradient)
 from .network import BinarySNN
+from .online import sgd_samples
 from .optim import Adam, binarize, moving_average
 from .progress import Progress
 
 
+OPTIMIZERS = ("sgd", "adam")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (saved into ``metrics.json``)."""
+    """Everything that defines a training run (saved into ``metrics.json``).
+
+    ``optimizer``: ``sgd`` (default) updates after every sample with plain SGD
+    (:mod:`bstdg.online`) from an all-excitatory start; ``adam`` sums the rule over
+    mini-batches of ``batch_size`` and steps Adam, from a mixed-sign start with
+    data-fitted thresholds (:meth:`Trainer.step`). With ``sgd``, ``batch_size`` is only how
+    many samples pass between two takes of the running average.
+    """
 
     hidden: tuple = (600,)
     t_max: int = 256
     epochs: int = 10
+    optimizer: str = "sgd"
     batch_size: int = 64
-    lr_w: float = 1e-2
-    lr_theta: float = 0.01
-    lr_decay: float = 0.9  # multiplied into both learning rates after every epoch
+    lr_w: float | None = None  # hidden-layer weights (None: the optimizer's DEFAULT_LR)
+    lr_w_out: float | None = None  # output-layer weights (None: the optimizer's default)
+    lr_theta: float | None = None  # thresholds (None: the optimizer's default; 0: fixed)
+    lr_decay: float = 0.9  # multiplied into the learning rates after every epoch
+    theta_init: float = 20.0  # sgd: the threshold every neuron starts from
     average: float = 0.999  # decay of the running average of latent weights and thresholds
     # that is evaluated and saved (0: use the live parameters); see Trainer.averaged and
     # average_decay
     seed: int = 0
     rule: LearningRule = field(default_factory=LearningRule)
+
+    def __post_init__(self):
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r} (use {' or '.join(OPTIMIZERS)})")
+
+    def learning_rate(self, name: str) -> float:
+        """``lr_w``, ``lr_w_out`` or ``lr_theta``, the optimizer's default where unset."""
+        value = getattr(self, name)
+        return DEFAULT_LR[self.optimizer][name] if value is None else float(value)
+
+
+# Learning rates per optimizer, in latent units (weights live in [-1, 1]). Online SGD: a
+# hidden neuron's error is one of ~600 entries of a unit vector, an output's one of ~2, so
+# the output layer's rate is ~16x smaller for steps of the same size (docs/learning.md).
+DEFAULT_LR = {"sgd": {"lr_w": 0.1, "lr_w_out": 0.00625, "lr_theta": 0.01},
+              "adam": {"lr_w": 0.01, "lr_w_out": 0.01, "lr_theta": 0.01}}
 
 
 AVERAGE_EVERY = 4  # the running average takes in every 4th update (with the decay to the
@@ -54,30 +84,39 @@ def average_decay(average: float, step: int) -> float:
 
 
 class Trainer:
-    """Holds the network, the optimisers and the timing tables; ``train_epoch`` does one pass.
+    """Holds the network, the optimiser state and the timing tables; ``train_epoch`` does one
+    pass over the data (per-sample SGD or mini-batch Adam, ``config.optimizer``).
 
     ``net`` holds the live latent parameters the updates act on. With ``config.average > 0``
-    the trainer also keeps their exponential moving average over steps (Polyak averaging);
-    :meth:`averaged` returns that network, which is the one to evaluate and save: single
-    mini-batch updates flip many signs, so the live network's test accuracy swings by
-    several points from one epoch to the next while the average's does not
-    (docs/experiments.md, session 4).
+    the trainer also keeps their exponential moving average over updates (Polyak
+    averaging); :meth:`averaged` returns that network, which is the one to evaluate and
+    save: updates flip many signs, so the live network's test accuracy swings by several
+    points from one epoch to the next while the average's does not (docs/experiments.md,
+    session 4). An *update* is one mini-batch (``adam``) or ``batch_size`` samples (``sgd``).
     """
 
     def __init__(self, net: BinarySNN, config: TrainConfig):
         self.net = net
         self.config = config
         self.rng = np.random.default_rng(config.seed + 1)
-        self.opt_w = Adam(net.w.size, config.lr_w, lo=-1.0, hi=1.0)
-        self.opt_theta = Adam(net.theta.size, config.lr_theta, lo=1.0)
+        hidden_layers = net.n_layers - 1
+        self.lr_w = np.array([config.learning_rate("lr_w")] * hidden_layers
+                             + [config.learning_rate("lr_w_out")])
+        self.lr_theta = config.learning_rate("lr_theta")
+        # Thresholds that learn: the output layer's, and the hidden layers' only on request.
+        self.learn_theta = np.array([config.rule.learn_hidden_thresholds] * hidden_layers + [True])
+        if config.optimizer == "adam":
+            self.opt_w = Adam(net.w.size, 0.0, lo=-1.0, hi=1.0)
+            self.opt_theta = Adam(net.theta.size, self.lr_theta, lo=1.0)
+            self.grad_w = np.zeros(net.w.size, np.float32)
         self.g = timing_factor(config.rule.tau_w, net.t_max)
         self.h = timing_factor(config.rule.tau_t, net.t_max)
         self.h_anti = config.rule.anti * timing_factor(config.rule.tau_anti, net.t_max)
         self.w_bin = np.empty(net.w.size, np.int8)
         binarize(net.w, self.w_bin)
-        self.grad_w = np.zeros(net.w.size, np.float32)
         self.avg_w = net.w.copy()
         self.avg_theta = net.theta.copy()
+        self.updates = 0
         self.updates_since_average = 0
         self.epoch = 0
 
@@ -118,26 +157,46 @@ class Trainer:
             if hidden and rule.center_hidden:
                 grad -= grad.mean(axis=0, keepdims=True)
             self.grad_w[net.w_off[l]:net.w_off[l + 1]] = grad.ravel() / n
-            learn_theta = rule.learn_hidden_thresholds or not hidden
-            grad_theta[net.n_off[l]:net.n_off[l + 1]] = delta.sum(axis=0) / n if learn_theta else 0.0
+            grad_theta[net.n_off[l]:net.n_off[l + 1]] = delta.sum(axis=0) / n if self.learn_theta[l] else 0.0
             if l > 0:
                 delta = backprop_timing_error(pre_times, post, delta, self.w_bin, net.w_off[l],
                                               net.sizes[l + 1], t_max, self.h, self.h_anti)
         decay = self.config.lr_decay ** self.epoch
-        self.opt_w.step(net.w, self.grad_w, self.config.lr_w * decay)
-        self.opt_theta.step(net.theta, grad_theta, self.config.lr_theta * decay)
+        self.opt_w.step(net.w, self.grad_w, self.lr_w * decay, net.w_off)
+        self.opt_theta.step(net.theta, grad_theta, self.lr_theta * decay)
         binarize(net.w, self.w_bin)
+        self.count_update()
+        return out_times, potential
+
+    def sgd_chunk(self, events: SpikeEvents, order: np.ndarray, labels: np.ndarray):
+        """Per-sample SGD over the samples ``order`` of ``events`` (:mod:`bstdg.online`),
+        counted as one update. Returns their output spike times and decision potentials,
+        each as it was before that sample's update."""
+        net, rule = self.net, self.config.rule
+        n_out = net.sizes[-1]
+        out_times = np.empty((len(order), n_out), np.int32)
+        potential = np.empty((len(order), n_out), np.int32)
+        theta_int = net.integer_thresholds()
+        decay = self.config.lr_decay ** self.epoch
+        sgd_samples(events.times, events.units, events.ptr, order, labels, net.w, self.w_bin, net.w_off,
+                    np.asarray(net.sizes, np.int64), net.theta, theta_int, net.n_off, net.t_max,
+                    self.lr_w * decay, np.float32(self.lr_theta * decay), self.learn_theta,
+                    float(rule.margin), rule.normalise, self.g, self.h, self.h_anti, out_times, potential)
+        self.count_update()
+        return out_times, potential
+
+    def count_update(self) -> None:
+        self.updates += 1
         self.updates_since_average += 1
         if self.updates_since_average == AVERAGE_EVERY:
             self.update_average()
-        return out_times, potential
 
     def update_average(self) -> None:
         """Take the live parameters into the running average, with the per-update decay to
         the power of the number of updates since the last time (see :func:`average_decay`).
         Called every ``AVERAGE_EVERY`` updates and at the end of every epoch."""
         if self.config.average and self.updates_since_average:
-            beta = average_decay(self.config.average, self.opt_w.step_count) ** self.updates_since_average
+            beta = average_decay(self.config.average, self.updates) ** self.updates_since_average
             moving_average(self.avg_w, self.net.w, beta)
             moving_average(self.avg_theta, self.net.theta, beta)
         self.updates_since_average = 0
@@ -150,7 +209,10 @@ class Trainer:
         with Progress(len(order), f"epoch {self.epoch + 1}", enabled=progress, unit="samples") as bar:
             for k in range(0, len(order), bs):
                 idx = order[k:k + bs]
-                out_times, potential = self.step(events.take(idx), labels[idx])
+                if self.config.optimizer == "sgd":
+                    out_times, potential = self.sgd_chunk(events, idx, labels)
+                else:
+                    out_times, potential = self.step(events.take(idx), labels[idx])
                 d = metrics.decide(out_times, potential, self.net.t_max)
                 correct += metrics.correct(d, labels[idx]).sum()
                 loss += output_loss(out_times, labels[idx], self.net.t_max, self.config.rule).sum()
@@ -231,15 +293,26 @@ def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limi
 
 def initial_network(config: TrainConfig, train_events: SpikeEvents, n_classes: int,
                     meta: dict | None = None) -> BinarySNN:
-    """The network a run starts from: sizes from the data and ``config.hidden``, thresholds
-    fitted to up to 512 training samples drawn with ``config.seed``."""
+    """The network a run starts from, sizes from the data and ``config.hidden``.
+
+    ``sgd``: every latent weight uniform in ``[0, 1]`` (all binary weights +1, their
+    magnitudes random, so signs flip one at a time), every threshold ``config.theta_init``.
+    ``adam``: mixed-sign weights, thresholds fitted to up to 512 training samples drawn with
+    ``config.seed`` (:meth:`BinarySNN.initialise`)."""
     rng = np.random.default_rng(config.seed)
     sizes = (train_events.n_units, *config.hidden, n_classes)
+    if config.optimizer == "sgd":
+        n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        return BinarySNN(sizes, config.t_max, rng.uniform(0.0, 1.0, n_w).astype(np.float32),
+                         np.full(sum(sizes[1:]), config.theta_init, np.float32), meta)
     init_idx = np.sort(rng.choice(len(train_events), min(512, len(train_events)), replace=False))
     return BinarySNN.initialise(sizes, config.t_max, train_events.take(init_idx), rng, meta=meta)
 
 
 def config_dict(config: TrainConfig) -> dict:
+    """``config`` as plain JSON values, unset learning rates filled in."""
     d = asdict(config)
     d["hidden"] = list(config.hidden)
+    for name in DEFAULT_LR[config.optimizer]:
+        d[name] = config.learning_rate(name)
     return d

@@ -9,7 +9,7 @@ from bstdg.encoding import SpikeEvents, times_to_events
 from bstdg.learning import (LearningRule, backprop_timing_error, output_error, output_loss, timing_factor,
                             weight_gradient)
 from bstdg.network import BinarySNN
-from bstdg.train import TrainConfig, Trainer, hidden_events
+from bstdg.train import TrainConfig, Trainer, hidden_events, initial_network
 
 from helpers import digit_like_images, random_latency_events
 
@@ -83,16 +83,17 @@ def test_weight_gradient_sums_over_samples_and_repeated_spikes():
 def test_backprop_timing_error_by_hand():
     h = timing_factor(4.0, T)
     h_anti = 0.5 * timing_factor(2.0, T)
-    # hidden: 0 at t=1, 1 at t=7, 2 silent; outputs: 0 at t=5, 1 silent.
-    pre = np.array([[1, 7, T]], np.int32)
+    # hidden: 0 at t=1, 1 at t=7, 2 and 3 silent; outputs: 0 at t=5, 1 silent.
+    pre = np.array([[1, 7, T, T]], np.int32)
     post = np.array([[5, T]], np.int32)
     delta = np.array([[2.0, -1.0]], np.float32)
-    W = np.array([[1, -1], [-1, 1], [1, 1]], np.int8).ravel()
+    W = np.array([[1, -1], [-1, 1], [1, 1], [1, -1]], np.int8).ravel()
     got = backprop_timing_error(pre, post, delta, W, 0, 2, T, h, h_anti)
     e = np.exp
     expected = [2 * 1 * e(-4 / 4) + -1 * -1 * e(-9 / 4),       # causal to both
                 2 * -1 * 0.5 * e(-2 / 2) + -1 * 1 * e(-3 / 4),  # 2 steps late for output 0
-                2 * 1 * 0.5 * e(-5 / 2) + -1 * 1 * 1.0]          # silent: late for 0, causal to silent 1
+                0.0,  # silent: 2 * 0.5 e^(-5/2) - 1 < 0 would say "fire later", which it cannot
+                2 * 1 * 0.5 * e(-5 / 2) + -1 * -1 * 1.0]         # silent, "fire earlier": kept
     np.testing.assert_allclose(got[0], expected, rtol=1e-6)
 
 
@@ -113,37 +114,43 @@ def tiny_problem(seed=0, n=96, t_max=64):
     return events, labels
 
 
-def train_tiny(seed, epochs=3, **rule):
+ADAM = dict(optimizer="adam", lr_w=1e-2, lr_w_out=1e-2)
+SGD = dict(optimizer="sgd", theta_init=6.0)  # 144 inputs, ~20 of them bright: a lower start
+
+
+def train_tiny(seed, epochs=3, optimizer=ADAM, **rule):
     events, labels = tiny_problem()
     config = TrainConfig(hidden=(20,), t_max=64, epochs=epochs, batch_size=16, seed=seed,
-                         lr_w=1e-2, lr_decay=1.0, rule=LearningRule(**rule))
-    rng = np.random.default_rng(seed)
-    net = BinarySNN.initialise((144, 20, 2), 64, events, rng)
+                         lr_decay=1.0, rule=LearningRule(**rule), **optimizer)
+    net = initial_network(config, events, 2)
     trainer = Trainer(net, config)
     for _ in range(epochs):
         trainer.train_epoch(events, labels, progress=False)
     return net, events, labels
 
 
-def test_same_seed_gives_bit_identical_training():
-    a, _, _ = train_tiny(seed=5)
-    b, _, _ = train_tiny(seed=5)
+@pytest.mark.parametrize("optimizer", [ADAM, SGD], ids=["adam", "sgd"])
+def test_same_seed_gives_bit_identical_training(optimizer):
+    a, _, _ = train_tiny(seed=5, optimizer=optimizer)
+    b, _, _ = train_tiny(seed=5, optimizer=optimizer)
     np.testing.assert_array_equal(a.w, b.w)
     np.testing.assert_array_equal(a.theta, b.theta)
-    c, _, _ = train_tiny(seed=6)
+    c, _, _ = train_tiny(seed=6, optimizer=optimizer)
     assert not np.array_equal(a.w, c.w)
 
 
-def test_training_memorises_a_small_set():
+@pytest.mark.parametrize("optimizer", [ADAM, SGD], ids=["adam", "sgd"])
+def test_training_memorises_a_small_set(optimizer):
     """The rule must be able to fit 96 samples of a 2-class problem (the test fails if the
     gradients have the wrong sign or do not reach the weights)."""
     from bstdg.train import evaluate
-    net, events, labels = train_tiny(seed=1, epochs=30, loss="s4nn", margin=3)
+    net, events, labels = train_tiny(seed=1, epochs=30, optimizer=optimizer, loss="s4nn", margin=3)
     assert evaluate(net, events, labels).accuracy >= 0.85  # chance is 0.66
 
 
-def test_latent_weights_stay_clipped_and_thresholds_at_least_one():
-    net, _, _ = train_tiny(seed=2, epochs=2)
+@pytest.mark.parametrize("optimizer", [ADAM, SGD], ids=["adam", "sgd"])
+def test_latent_weights_stay_clipped_and_thresholds_at_least_one(optimizer):
+    net, _, _ = train_tiny(seed=2, epochs=2, optimizer=optimizer)
     assert net.w.min() >= -1 and net.w.max() <= 1
     assert net.integer_thresholds().min() >= 1
 
@@ -154,7 +161,7 @@ def test_centred_hidden_gradient_has_zero_mean_per_neuron():
     events, labels = tiny_problem()
     grads = {}
     for center in (False, True):
-        config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0,
+        config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0, optimizer="adam",
                              rule=LearningRule(center_hidden=center))
         net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
         trainer = Trainer(net, config)
@@ -168,11 +175,12 @@ def test_centred_hidden_gradient_has_zero_mean_per_neuron():
     np.testing.assert_array_equal(grads[True][net.w_off[1]:], grads[False][net.w_off[1]:])
 
 
-def test_fixed_hidden_thresholds_keep_their_start_while_outputs_learn():
+@pytest.mark.parametrize("optimizer", [ADAM, SGD], ids=["adam", "sgd"])
+def test_fixed_hidden_thresholds_keep_their_start_while_outputs_learn(optimizer):
     events, labels = tiny_problem()
     config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0,
-                         rule=LearningRule(learn_hidden_thresholds=False))
-    net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
+                         rule=LearningRule(learn_hidden_thresholds=False), **optimizer)
+    net = initial_network(config, events, 2)
     start = net.theta.copy()
     trainer = Trainer(net, config)
     for _ in range(3):
@@ -189,7 +197,7 @@ def test_averaged_network_is_the_running_mean_of_the_live_parameters():
     from bstdg.train import AVERAGE_EVERY
     events, labels = tiny_problem()
     beta = 0.3  # below (1 + k)/(10 + k) from k = 4 on
-    config = TrainConfig(hidden=(20,), t_max=64, batch_size=4, seed=0, average=beta)
+    config = TrainConfig(hidden=(20,), t_max=64, batch_size=4, seed=0, average=beta, optimizer="adam")
     net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
     expected_w, expected_theta = net.w.astype(np.float64), net.theta.astype(np.float64)
     trainer = Trainer(net, config)
@@ -212,10 +220,57 @@ def test_averaged_network_takes_in_the_last_update_of_an_epoch():
     """An epoch shorter than ``AVERAGE_EVERY`` updates still moves the average: at the end of
     the epoch the pending updates are taken in (decay to the power of their number)."""
     events, labels = tiny_problem()
-    config = TrainConfig(hidden=(20,), t_max=64, batch_size=64, seed=0, average=0.999)
+    config = TrainConfig(hidden=(20,), t_max=64, batch_size=64, seed=0, average=0.999, optimizer="adam")
     net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
     start = net.w.astype(np.float64)
     trainer = Trainer(net, config)
     trainer.train_epoch(events, labels, progress=False)  # 96 samples: 2 updates
     b = min(0.999, 3 / 12) ** 2
     np.testing.assert_allclose(trainer.averaged().w, b * start + (1 - b) * net.w, atol=1e-6)
+
+
+def test_online_update_is_one_sgd_step_of_the_batch_gradients():
+    """`bstdg.online.sgd_samples` on one sample moves every latent weight and output
+    threshold by exactly ``-lr`` times the gradients the mini-batch kernels give for that
+    sample (timing factors on, no clipping at these sizes), and leaves hidden thresholds."""
+    from bstdg.engine.event import if_network_batch
+    from bstdg.learning import normalise_rows
+    from bstdg.online import sgd_samples
+
+    t_max, sizes = 40, (12, 6, 3)
+    rng = np.random.default_rng(3)
+    events = random_latency_events(rng, 1, sizes[0], t_max)
+    w = rng.uniform(-0.5, 0.5, 12 * 6 + 6 * 3).astype(np.float32)
+    theta = np.r_[np.full(6, 2.0), np.full(3, 1.5)].astype(np.float32)
+    net = BinarySNN(sizes, t_max, w.copy(), theta.copy())
+    rule = LearningRule(margin=3, tau_w=5.0, tau_t=7.0, anti=0.5, tau_anti=3.0)
+    g, h = timing_factor(rule.tau_w, t_max), timing_factor(rule.tau_t, t_max)
+    h_anti = rule.anti * timing_factor(rule.tau_anti, t_max)
+    w_bin = np.where(w >= 0, 1, -1).astype(np.int8)
+    label = np.array([2])
+    lr_w, lr_theta = np.array([0.05, 0.02]), np.float32(0.1)
+
+    times, _ = if_network_batch(events.times, events.units, events.ptr, w_bin, net.w_off,
+                                np.asarray(sizes, np.int64), net.integer_thresholds(), net.n_off, t_max, False)
+    hid, out = times[:, :6], times[:, 6:]
+    assert (hid < t_max).any() and (out < t_max).any()
+    d_out = normalise_rows(output_error(out, label, t_max, rule))
+    spikes = hidden_events(hid, t_max)
+    grad_out = weight_gradient(spikes.times, spikes.units, spikes.ptr, out, d_out, 6, g, 1)
+    d_hid = normalise_rows(backprop_timing_error(hid, out, d_out, w_bin, net.w_off[1], 3, t_max, h, h_anti))
+    grad_hid = weight_gradient(events.times, events.units, events.ptr, hid, d_hid, 12, g, 1)
+    expected_w = np.r_[w[:72] - lr_w[0] * grad_hid.ravel(), w[72:] - lr_w[1] * grad_out.ravel()]
+    expected_theta = np.r_[theta[:6], np.maximum(theta[6:] - lr_theta * d_out[0], 1.0)]
+
+    theta_int = net.integer_thresholds()
+    out_times = np.empty((1, 3), np.int32)
+    potential = np.empty((1, 3), np.int32)
+    sgd_samples(events.times, events.units, events.ptr, np.array([0]), label, net.w, w_bin, net.w_off,
+                np.asarray(sizes, np.int64), net.theta, theta_int, net.n_off, t_max, lr_w, lr_theta,
+                np.array([False, True]), float(rule.margin), True, g, h, h_anti, out_times, potential)
+    np.testing.assert_array_equal(out_times, out)
+    assert not np.array_equal(net.w, w)
+    np.testing.assert_allclose(net.w, expected_w, atol=1e-6)
+    np.testing.assert_array_equal(w_bin, np.where(net.w >= 0, 1, -1))
+    np.testing.assert_allclose(net.theta, expected_theta, atol=1e-6)
+    np.testing.assert_array_equal(theta_int, net.integer_thresholds())
