@@ -65,9 +65,9 @@ def write_json(path, obj) -> Path:
 
 
 def train_command(out, dataset: str | None = None, hidden=None, epochs=None, seed=None, t_max=None,
-                  limit_train=None, limit_test=None, data_dir=None, batch_size=None, lr_w=None,
-                  lr_theta=None, lr_decay=None, loss=None, margin=None, config=None,
-                  progress: bool | None = None) -> dict:
+                  limit_train=None, limit_test=None, data_dir=None, optimizer=None, batch_size=None,
+                  lr_w=None, lr_w_out=None, lr_theta=None, lr_decay=None, loss=None, margin=None,
+                  config=None, progress: bool | None = None) -> dict:
     """Train a network from scratch. Settings, lowest precedence first:
     :class:`~bstdg.train.TrainConfig` defaults, the dataset's packaged config
     (``bstdg/configs/<dataset>.toml``), the ``config`` file, explicit arguments (``None``:
@@ -81,8 +81,9 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
     data_dir = existing_data_dir(data_dir)
     locate(dataset, data_dir, merged.data)  # unknown or missing data: fail before any work
     writable_dir(out)
-    given = dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max, batch_size=batch_size,
-                 lr_w=lr_w, lr_theta=lr_theta, lr_decay=lr_decay)
+    given = dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max, optimizer=optimizer,
+                 batch_size=batch_size, lr_w=lr_w, lr_w_out=lr_w_out, lr_theta=lr_theta,
+                 lr_decay=lr_decay)
     try:
         config = replace(TrainConfig(), **merged.train)
         config = replace(config, **{k: v for k, v in given.items() if v is not None})
@@ -91,8 +92,9 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
     except (TypeError, ValueError) as exc:
         raise BstdgError(f"bad setting in {merged.source or 'the options'}: {exc}") from None
     layers = ",".join(str(n) for n in config.hidden)
+    batches = f", batch {config.batch_size}" if config.optimizer == "adam" else ""
     print(f"training on {dataset}: hidden {layers}, {config.epochs} epochs, t_max {config.t_max}, "
-          f"batch {config.batch_size}, seed {config.seed} -> {out}")
+          f"{config.optimizer}{batches}, seed {config.seed} -> {out}")
     if merged.data:
         print("dataset options: " + ", ".join(f"{k}={v}" for k, v in merged.data.items()))
     start = time.perf_counter()
@@ -430,9 +432,15 @@ def build_parser() -> Parser:
     p.add_argument("--limit-train", type=positive(int), help="use the first N training samples")
     p.add_argument("--limit-test", type=positive(int), help="use the first N test samples")
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
-    p.add_argument("--batch-size", type=positive(int))
-    p.add_argument("--lr-w", type=positive(float), help="Adam learning rate of the latent weights")
-    p.add_argument("--lr-theta", type=positive(float), help="Adam learning rate of the thresholds")
+    p.add_argument("--optimizer", choices=("sgd", "adam"),
+                   help="sgd: update after every sample (default); adam: mini-batches")
+    p.add_argument("--batch-size", type=positive(int),
+                   help="adam: samples per update; sgd: samples between takes of the running average")
+    p.add_argument("--lr-w", type=positive(float),
+                   help="learning rate of the hidden layers' latent weights (default per optimizer)")
+    p.add_argument("--lr-w-out", type=positive(float),
+                   help="learning rate of the output layer's latent weights (default per optimizer)")
+    p.add_argument("--lr-theta", type=positive(float), help="learning rate of the thresholds")
     p.add_argument("--lr-decay", type=positive(float), help="learning-rate factor per epoch")
     p.add_argument("--loss", choices=("s4nn", "hinge", "ce"), help="output loss (docs/learning.md)")
     p.add_argument("--margin", type=positive(float), help="time steps the correct output must lead by")

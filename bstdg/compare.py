@@ -51,6 +51,8 @@ TRAIN_CONFIGS = {
     "bstdg": TrainConfig(),
     "s4nn-rule": replace(TrainConfig(), lr_theta=0.0,
                          rule=LearningRule(anti=0.0, tau_anti=0.0, center_hidden=False)),
+    # The default of sessions 3-5: mini-batch Adam, mixed-sign start, anti-causal error.
+    "bstdg-adam": replace(TrainConfig(), optimizer="adam", rule=LearningRule(margin=5.0, anti=1.0)),
 }
 
 # What every method returns (the harness adds the RUN_KEYS).
@@ -287,6 +289,12 @@ def run_bstdg(config: RunConfig) -> dict:
                        "threshold training), same engine")
 def run_s4nn_rule(config: RunConfig) -> dict:
     return run_trainer(config, TRAIN_CONFIGS["s4nn-rule"])
+
+
+@register("bstdg-adam", "BSTDG rule with mini-batch Adam from a mixed-sign start (the default "
+                        "until 2026-12-01), same engine")
+def run_bstdg_adam(config: RunConfig) -> dict:
+    return run_trainer(config, TRAIN_CONFIGS["bstdg-adam"])
 
 
 @register("bptt", "BPTT (torch), real weights, surrogate gradient, first-spike loss", needs_torch=True)

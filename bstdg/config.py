@@ -130,6 +130,11 @@ def _split(raw: dict, source: str, data_keys: set[str] | None) -> RunConfig:
         if not (isinstance(hidden, tuple) and hidden and all(isinstance(h, int) and h > 0 for h in hidden)):
             raise BstdgError(f"config {source}: 'hidden' must be a positive integer or a list of them")
         train["hidden"] = hidden
+    try:  # values the dataclasses reject (e.g. an unknown optimizer or loss)
+        TrainConfig(**train)
+        LearningRule(**rule)
+    except ValueError as exc:
+        raise BstdgError(f"config {source}: {exc}") from None
     return RunConfig(dataset, train, rule, data, source)
 
 

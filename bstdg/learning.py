@@ -35,11 +35,11 @@ class LearningRule:
     """Parameters of the timing-dependent learning rule (times in time steps)."""
 
     loss: str = "s4nn"  # "s4nn" (relative targets), "hinge" (margin) or "ce" (see output_error)
-    margin: float = 5.0  # gamma: how many steps the correct output must lead the others
+    margin: float = 1.0  # gamma: how many steps the correct output must lead the others
     tau_ce: float = 10.0  # temperature of the "ce" loss, time steps
     tau_w: float = 0.0  # time constant of the weight factor g (0: constant 1)
     tau_t: float = 0.0  # time constant of the back-propagated factor h (0: constant 1)
-    anti: float = 1.0  # scale of the anti-causal (late or silent pre neuron) factor (0: off)
+    anti: float = 0.0  # scale of the anti-causal (late or silent pre neuron) factor (0: off)
     tau_anti: float = 20.0  # its time constant (0: constant)
     normalise: bool = True  # scale each sample's delta vector to unit L2 norm, per layer
     no_futile: bool = False  # drop "fire earlier" pushes on neurons that fired with their first input

@@ -73,6 +73,18 @@ def test_train_prints_final_metrics(data_dir, tmp_path, capsys):
         assert fragment in out
     config = json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]
     assert config["hidden"] == [8, 8] and config["batch_size"] == 32 and config["seed"] == 3
+    assert config["optimizer"] == "sgd" and config["lr_w"] == 0.4  # unset rates: sgd defaults
+
+
+def test_train_optimizer_and_learning_rates(data_dir, tmp_path, capsys):
+    status = main_cli(["train", "--hidden", "8", "--t-max", "16", "--epochs", "1", "--limit-train", "64",
+                       "--limit-test", "32", "--optimizer", "adam", "--lr-w-out", "0.02",
+                       "--data-dir", str(data_dir), "--out", str(tmp_path / "r")])
+    assert status == 0
+    assert "adam, batch 64" in capsys.readouterr().out
+    config = json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]
+    assert config["optimizer"] == "adam" and config["lr_w_out"] == 0.02
+    assert config["lr_w"] == 0.01 and config["lr_theta"] == 0.01  # adam's defaults filled in
 
 
 def eval_json(run_dir, data_dir, capsys, *extra) -> dict:
