@@ -50,9 +50,11 @@ from .train import TrainConfig
 TRAIN_CONFIGS = {
     "bstdg": TrainConfig(),
     "s4nn-rule": replace(TrainConfig(), lr_theta=0.0,
-                         rule=LearningRule(anti=0.0, tau_anti=0.0, center_hidden=False)),
+                         rule=LearningRule(anti=0.0, tau_anti=0.0, center_hidden=False,
+                                           learn_hidden_thresholds=False)),
     # The default of sessions 3-5: mini-batch Adam, mixed-sign start, anti-causal error.
-    "bstdg-adam": replace(TrainConfig(), optimizer="adam", rule=LearningRule(margin=5.0, anti=1.0)),
+    "bstdg-adam": replace(TrainConfig(), optimizer="adam",
+                          rule=LearningRule(margin=5.0, anti=1.0, learn_hidden_thresholds=False)),
 }
 
 # What every method returns (the harness adds the RUN_KEYS).

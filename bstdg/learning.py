@@ -11,13 +11,13 @@ every pre spike as causal (its pseudo spike time is ``t_max``). With the timing 
 
 * weights:     ``dL/dw_ji    = -sum_causal delta_j * g(t_j - t_i)``  (more weight -> earlier spike)
 * thresholds:  ``dL/dtheta_j = +delta_j``                            (higher threshold -> later spike)
-  (output layer; hidden layers only with ``learn_hidden_thresholds``)
-* centring:    in hidden layers, ``dL/dw_ji -= mean_i dL/dw_ji`` per neuron ``j``, so the
-  weights change *which* inputs excite ``j`` while its threshold alone sets how easily it
-  fires (keeps hidden neurons from drifting to all ``-1`` and dying, or to all ``+1``)
+  (output layer; hidden layers too with ``learn_hidden_thresholds``)
+* centring:    mini-batch Adam only: in hidden layers ``dL/dw_ji -= mean_i dL/dw_ji`` per
+  neuron ``j``, so the weights change *which* inputs excite ``j`` while its threshold alone
+  sets how easily it fires (kept Adam's hidden neurons from drifting to all ``-1``)
 * pre times:   ``dL/dt_i     = sum_j delta_j * b_ji * k(t_j - t_i)`` with ``k(d) = h(d)`` for
   causal pairs and ``k(d) = anti * exp(d / tau_anti)`` (``d < 0``) for pre neurons that
-  fired too late or not at all
+  fired too late or not at all; a silent pre neuron keeps only a "fire earlier" error
 
 The derivation and the output losses are in ``docs/learning.md``.
 """
@@ -43,8 +43,8 @@ class LearningRule:
     tau_anti: float = 20.0  # its time constant (0: constant)
     normalise: bool = True  # scale each sample's delta vector to unit L2 norm, per layer
     no_futile: bool = False  # drop "fire earlier" pushes on neurons that fired with their first input
-    center_hidden: bool = True  # remove each hidden neuron's mean weight gradient (see docs)
-    learn_hidden_thresholds: bool = False  # True: hidden thresholds learn too (they die; see docs)
+    center_hidden: bool = True  # adam only: remove each hidden neuron's mean weight gradient
+    learn_hidden_thresholds: bool = True  # hidden thresholds learn too (with Adam they die; see docs)
 
     def __post_init__(self):
         if self.loss not in ("s4nn", "hinge", "ce"):

@@ -66,7 +66,7 @@ class TrainConfig:
 # Learning rates per optimizer, in latent units (weights live in [-1, 1]). Online SGD: a
 # hidden neuron's error is one of ~600 entries of a unit vector, an output's one of ~2, so
 # the output layer's rate is ~16x smaller for steps of the same size (docs/learning.md).
-DEFAULT_LR = {"sgd": {"lr_w": 0.4, "lr_w_out": 0.025, "lr_theta": 0.01},
+DEFAULT_LR = {"sgd": {"lr_w": 0.4, "lr_w_out": 0.025, "lr_theta": 0.03},
               "adam": {"lr_w": 0.01, "lr_w_out": 0.01, "lr_theta": 0.01}}
 
 
