@@ -1,6 +1,6 @@
 """MNIST 784-600-10 accuracy benchmark: the default BSTDG rule against the S4NN-style
-ablation (causal indicator only, no anti-causal error, no threshold training), same engine,
-same data, same seed, in one run.
+ablation (no threshold training) and the mini-batch Adam recipe that was the default
+until 2026-12-01, same engine, same data, same seed, in one run.
 
     python benchmarks/mnist_accuracy.py --epochs 10 --out runs/bench-accuracy
     BSTDG_DATA=/path/to/datasets python benchmarks/mnist_accuracy.py --epochs 2 --limit-train 10000

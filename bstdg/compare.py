@@ -54,7 +54,8 @@ TRAIN_CONFIGS = {
                                            learn_hidden_thresholds=False)),
     # The default of sessions 3-5: mini-batch Adam, mixed-sign start, anti-causal error.
     "bstdg-adam": replace(TrainConfig(), optimizer="adam",
-                          rule=LearningRule(margin=5.0, anti=1.0, learn_hidden_thresholds=False)),
+                          rule=LearningRule(margin=5.0, anti=1.0, learn_hidden_thresholds=False,
+                                            silent_fire_later=True)),
 }
 
 # What every method returns (the harness adds the RUN_KEYS).

@@ -18,6 +18,7 @@ every pre spike as causal (its pseudo spike time is ``t_max``). With the timing 
 * pre times:   ``dL/dt_i     = sum_j delta_j * b_ji * k(t_j - t_i)`` with ``k(d) = h(d)`` for
   causal pairs and ``k(d) = anti * exp(d / tau_anti)`` (``d < 0``) for pre neurons that
   fired too late or not at all; a silent pre neuron keeps only a "fire earlier" error
+  (unless ``silent_fire_later``)
 
 The derivation and the output losses are in ``docs/learning.md``.
 """
@@ -45,6 +46,8 @@ class LearningRule:
     no_futile: bool = False  # drop "fire earlier" pushes on neurons that fired with their first input
     center_hidden: bool = True  # adam only: remove each hidden neuron's mean weight gradient
     learn_hidden_thresholds: bool = True  # hidden thresholds learn too (with Adam they die; see docs)
+    silent_fire_later: bool = False  # True: silent pre neurons also get "fire later" errors
+    # (the rule before 2026-12-01; the Adam recipe needs it, see docs/learning.md)
 
     def __post_init__(self):
         if self.loss not in ("s4nn", "hinge", "ce"):
@@ -155,11 +158,13 @@ def normalise_rows(delta: np.ndarray) -> np.ndarray:
 
 
 @numba.njit(cache=True, parallel=True)
-def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t_max, h, h_anti):
+def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t_max, h, h_anti,
+                          silent_fire_later=False):
     """``dL/dt_i = sum_j delta_j * b_ji * k(t_j - t_i)`` for the hidden layer whose spike
     times are ``pre_times`` (B, n_pre), with ``k(d) = h[d]`` for causal pairs (``d >= 0``)
     and ``k(d) = h_anti[-d]`` for pre spikes that came too late (or never: ``t_i = t_max``).
-    A silent pre neuron keeps only a "fire earlier" error (``> 0``)."""
+    A silent pre neuron keeps only a "fire earlier" error (``> 0``) unless
+    ``silent_fire_later``."""
     n_samples, n_pre = pre_times.shape
     delta_pre = np.zeros((n_samples, n_pre), np.float32)
     for b in numba.prange(n_samples):
@@ -173,7 +178,7 @@ def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t
                 acc += delta_post[b, j] * W[row + j] * k
             # A silent neuron cannot fire any later: its "fire later" error (< 0) is futile,
             # and following it would push its weights down until it never fires again.
-            delta_pre[b, i] = 0.0 if ti >= t_max and acc < 0.0 else acc
+            delta_pre[b, i] = 0.0 if ti >= t_max and acc < 0.0 and not silent_fire_later else acc
     return delta_pre
 
 

@@ -35,7 +35,7 @@ from .learning import relative_target_error
 @numba.njit(cache=True, nogil=True)
 def sgd_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, sizes, theta, theta_int,
                 n_off, t_max, lr_w, lr_theta, learn_theta, margin, normalise, g, h, h_anti,
-                out_times, decision_potential, w_clip=1.0):
+                out_times, decision_potential, silent_fire_later=False, w_clip=1.0):
     """Train on samples ``order`` (indices into the CSR event list ``ev_*`` and ``labels``),
     one after the other, updating ``w``, ``w_bin``, ``theta`` and ``theta_int`` in place.
 
@@ -85,7 +85,7 @@ def sgd_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, size
                         k = h[tj - ti] if ti <= tj else h_anti[ti - tj]
                         acc += delta[j] * w_bin[row + j] * k
                     # A silent neuron cannot fire any later: drop that futile push.
-                    delta_pre[i] = 0.0 if ti >= t_max and acc < 0.0 else acc
+                    delta_pre[i] = 0.0 if ti >= t_max and acc < 0.0 and not silent_fire_later else acc
             # Weights: every causal (pre spike, post neuron) pair.
             if l == 0:
                 for e in range(lo, hi):

@@ -160,7 +160,8 @@ class Trainer:
             grad_theta[net.n_off[l]:net.n_off[l + 1]] = delta.sum(axis=0) / n if self.learn_theta[l] else 0.0
             if l > 0:
                 delta = backprop_timing_error(pre_times, post, delta, self.w_bin, net.w_off[l],
-                                              net.sizes[l + 1], t_max, self.h, self.h_anti)
+                                              net.sizes[l + 1], t_max, self.h, self.h_anti,
+                                              rule.silent_fire_later)
         decay = self.config.lr_decay ** self.epoch
         self.opt_w.step(net.w, self.grad_w, self.lr_w * decay, net.w_off)
         self.opt_theta.step(net.theta, grad_theta, self.lr_theta * decay)
@@ -181,7 +182,8 @@ class Trainer:
         sgd_samples(events.times, events.units, events.ptr, order, labels, net.w, self.w_bin, net.w_off,
                     np.asarray(net.sizes, np.int64), net.theta, theta_int, net.n_off, net.t_max,
                     self.lr_w * decay, np.float32(self.lr_theta * decay), self.learn_theta,
-                    float(rule.margin), rule.normalise, self.g, self.h, self.h_anti, out_times, potential)
+                    float(rule.margin), rule.normalise, self.g, self.h, self.h_anti, out_times, potential,
+                    rule.silent_fire_later)
         self.count_update()
         return out_times, potential
 

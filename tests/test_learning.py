@@ -95,6 +95,9 @@ def test_backprop_timing_error_by_hand():
                 0.0,  # silent: 2 * 0.5 e^(-5/2) - 1 < 0 would say "fire later", which it cannot
                 2 * 1 * 0.5 * e(-5 / 2) + -1 * -1 * 1.0]         # silent, "fire earlier": kept
     np.testing.assert_allclose(got[0], expected, rtol=1e-6)
+    before = backprop_timing_error(pre, post, delta, W, 0, 2, T, h, h_anti, True)  # rule before 2026-12
+    expected[2] = 2 * 1 * 0.5 * e(-5 / 2) + -1 * 1 * 1.0
+    np.testing.assert_allclose(before[0], expected, rtol=1e-6)
 
 
 def test_hidden_events_lists_only_spikes():
