@@ -108,7 +108,8 @@ def bench_training(net: BinarySNN, events, labels: np.ndarray, repeats: int,
     trainer.train_epoch(first(events, warm), labels[:warm], progress=False)
     rates = [trainer.train_epoch(events, labels, progress=False)["train_samples_per_s"]
              for _ in range(max(repeats, 1))]
-    return {"train_samples": len(events), "train_batch_size": config.batch_size,
+    return {"train_samples": len(events), "train_optimizer": config.optimizer,
+            "train_batch_size": config.batch_size,
             "train_samples_per_s": float(statistics.median(rates)), "train_rates": rates}
 
 
@@ -202,8 +203,8 @@ def format_report(r: dict) -> str:
         f"event full  {r['event_full_samples_per_s']:12,.0f} samples/s  (no early exit)",
         f"dense       {r['dense_samples_per_s']:12,.0f} samples/s  (time-stepped reference)",
         f"ratio       {r['event_vs_dense_ratio']:12,.1f} x      (event early exit / dense)",
-        f"train       {r['train_samples_per_s']:12,.0f} samples/s  "
-        f"(batch {r['train_batch_size']})",
+        f"train       {r['train_samples_per_s']:12,.0f} samples/s  ("
+        + ("per-sample SGD)" if r["train_optimizer"] == "sgd" else f"Adam, batch {r['train_batch_size']})"),
         f"agree       {'yes' if r['agree'] else 'NO'} (decisions), "
         f"{'yes' if r['spikes_agree'] else 'NO'} (spike times) on {r['dense_samples']} samples",
         f"accuracy    {r['accuracy']:.4f} (ties {r['ties']}), decision at "
