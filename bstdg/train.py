@@ -56,6 +56,9 @@ class TrainConfig:
     def __post_init__(self):
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r} (use {' or '.join(OPTIMIZERS)})")
+        if self.optimizer == "sgd" and (self.rule.loss != "s4nn" or self.rule.no_futile):
+            raise ValueError("optimizer sgd supports the s4nn loss without no_futile only "
+                             "(use optimizer adam for the hinge and ce losses)")
 
     def learning_rate(self, name: str) -> float:
         """``lr_w``, ``lr_w_out`` or ``lr_theta``, the optimizer's default where unset."""
@@ -103,10 +106,10 @@ class Trainer:
         self.lr_w = np.array([config.learning_rate("lr_w")] * hidden_layers
                              + [config.learning_rate("lr_w_out")])
         self.lr_theta = config.learning_rate("lr_theta")
-        # Thresholds that learn: the output layer's, and the hidden layers' only on request.
+        # Thresholds that learn: the output layer's always, the hidden layers' if the rule says so.
         self.learn_theta = np.array([config.rule.learn_hidden_thresholds] * hidden_layers + [True])
         if config.optimizer == "adam":
-            self.opt_w = Adam(net.w.size, 0.0, lo=-1.0, hi=1.0)
+            self.opt_w = Adam(net.w.size, self.lr_w[0], lo=-1.0, hi=1.0)
             self.opt_theta = Adam(net.theta.size, self.lr_theta, lo=1.0)
             self.grad_w = np.zeros(net.w.size, np.float32)
         self.g = timing_factor(config.rule.tau_w, net.t_max)
@@ -129,8 +132,10 @@ class Trainer:
                          self.net.meta)
 
     def step(self, batch: SpikeEvents, labels: np.ndarray):
-        """One mini-batch update. Returns the batch's output spike times and decision
-        potentials as they were before the update (for the running accuracy)."""
+        """One mini-batch update (optimizer ``adam``). Returns the batch's output spike times
+        and decision potentials as they were before the update (for the running accuracy)."""
+        if self.config.optimizer != "adam":
+            raise ValueError("Trainer.step is the mini-batch (adam) update; sgd trains with sgd_chunk")
         net, rule, t_max = self.net, self.config.rule, self.net.t_max
         times, potential = if_network_batch(batch.times, batch.units, batch.ptr, self.w_bin, net.w_off,
                                             np.asarray(net.sizes, np.int64), net.integer_thresholds(),

@@ -277,3 +277,13 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     np.testing.assert_array_equal(w_bin, np.where(net.w >= 0, 1, -1))
     np.testing.assert_allclose(net.theta, expected_theta, atol=1e-6)
     np.testing.assert_array_equal(theta_int, net.integer_thresholds())
+
+
+def test_sgd_refuses_losses_it_does_not_implement():
+    """The online kernel implements the s4nn loss only: asking it for another fails loudly
+    instead of silently training with s4nn."""
+    with pytest.raises(ValueError, match="optimizer sgd supports the s4nn loss"):
+        TrainConfig(rule=LearningRule(loss="hinge"))
+    with pytest.raises(ValueError, match="optimizer sgd supports the s4nn loss"):
+        TrainConfig(rule=LearningRule(no_futile=True))
+    assert TrainConfig(optimizer="adam", rule=LearningRule(loss="ce", no_futile=True)).rule.loss == "ce"
