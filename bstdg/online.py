@@ -35,11 +35,12 @@ from .learning import relative_target_error
 @numba.njit(cache=True, nogil=True)
 def sgd_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, sizes, theta, theta_int,
                 n_off, t_max, lr_w, lr_theta, learn_theta, margin, normalise, g, h, h_anti,
-                out_times, decision_potential, silent_fire_later=False, w_clip=1.0):
+                out_times, decision_potential, silent_fire_later=False):
     """Train on samples ``order`` (indices into the CSR event list ``ev_*`` and ``labels``),
     one after the other, updating ``w``, ``w_bin``, ``theta`` and ``theta_int`` in place.
 
-    ``lr_w`` and ``learn_theta`` hold one entry per layer. ``out_times`` and
+    ``lr_w`` and ``learn_theta`` hold one entry per layer; ``silent_fire_later`` keeps the
+    "fire later" errors of silent neurons (``LearningRule.silent_fire_later``). ``out_times`` and
     ``decision_potential`` ``(len(order), n_out)`` receive each sample's output spike times
     and decision potentials *before* its update (for the running accuracy)."""
     n_layers = len(sizes) - 1
@@ -90,29 +91,30 @@ def sgd_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, size
             if l == 0:
                 for e in range(lo, hi):
                     _update_row(w, w_bin, w_off[0] + ev_units[e] * n_post, ev_times[e], post, delta,
-                                lr_w[0], g, w_clip)
+                                lr_w[0], g)
             else:
                 pre = times[n_off[l - 1]:n_off[l - 1] + n_pre]
                 for i in range(n_pre):
                     if pre[i] < t_max:
-                        _update_row(w, w_bin, w_off[l] + i * n_post, pre[i], post, delta, lr_w[l], g, w_clip)
+                        _update_row(w, w_bin, w_off[l] + i * n_post, pre[i], post, delta, lr_w[l], g)
             if learn_theta[l]:
                 for j in range(n_post):
                     u = n_off[l] + j
                     theta[u] = max(theta[u] - lr_theta * delta[j], 1.0)
                     theta_int[u] = max(np.int32(np.ceil(theta[u] - np.float32(1e-4))), 1)
-            for i in range(n_pre):
-                delta[i] = delta_pre[i]
+            if l > 0:
+                for i in range(n_pre):
+                    delta[i] = delta_pre[i]
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _update_row(w, w_bin, row, ti, post, delta, lr, g, clip):
+def _update_row(w, w_bin, row, ti, post, delta, lr, g):
     """``w[row + j] += lr * delta_j * g[t_j - ti]`` for the post neurons ``j`` with
     ``ti <= t_j`` and an error, clipped to ``[-1, 1]``, signs refreshed."""
     for j in range(len(post)):
         tj = post[j]
         if ti <= tj and delta[j] != 0.0:
             v = w[row + j] + lr * delta[j] * g[tj - ti]
-            v = min(max(v, -clip), clip)
+            v = min(max(v, -1.0), 1.0)
             w[row + j] = v
             w_bin[row + j] = 1 if v >= 0 else -1

@@ -19,9 +19,10 @@ Set-up (see ``docs/baselines.md`` for the reasons):
 * **variants**: ``bptt`` (real weights, thresholds fixed) and ``bptt-binary`` (forward
   with ``sign(w)`` and ``ceil(theta)``, straight-through to latent ``w`` clipped to [-1, 1]
   and latent ``theta >= 1``, BinaryConnect-style);
-* **start**: binary: the same initial network as the BSTDG trainer
+* **start**: binary: the initial network of the BSTDG trainer's ``adam`` path
   (``bstdg.train.initial_network``: latent weights uniform in [-0.1, 0.1], thresholds fitted
-  to the data); real: weights ``N(0, 1/n_in)``, thresholds 1;
+  to the data; the all-excitatory start of per-sample SGD gives BPTT no gradient to
+  break its symmetry); real: weights ``N(0, 1/n_in)``, thresholds 1;
 * **optimiser**: Adam, mini-batches of 64, one ``numpy`` permutation per epoch as the trainer;
 * **evaluation**: spike times and output potentials at the decision step, scored with
   :func:`bstdg.metrics.decide` (the prediction rule used everywhere).
@@ -471,8 +472,8 @@ def run_method(run, binary: bool) -> dict:
     out = Path(run.out)
     meta = encoder_meta(run.dataset, run.t_max)
     if binary:
-        snn = initial_network(replace(TrainConfig(), hidden=cfg.hidden, t_max=cfg.t_max, seed=cfg.seed),
-                              train.events, train.n_classes, meta)
+        snn = initial_network(replace(TrainConfig(), optimizer="adam", hidden=cfg.hidden, t_max=cfg.t_max,
+                                      seed=cfg.seed), train.events, train.n_classes, meta)
         net = Net.from_snn(snn, cfg.slope, train_theta=cfg.lr_theta > 0)
     else:
         sizes = (train.events.n_units, *cfg.hidden, train.n_classes)
