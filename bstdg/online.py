@@ -10,7 +10,8 @@ One fused Numba pass per chunk of samples. For each sample, in order:
 
    * error sent down (before this layer's update), the rule's timing factor ``k`` of
      :func:`bstdg.learning.backprop_timing_error`:
-     ``delta_i = sum_j delta_j * b_ji * k(t_j - t_i)``;
+     ``delta_i = sum_j delta_j * b_ji * k(t_j - t_i)``, of which a silent neuron keeps
+     only a "fire earlier" (positive) error unless ``silent_fire_later``;
    * weights, causal pairs ``t_i <= t_j`` only: ``w_ji += lr_l * delta_j * g(t_j - t_i)``
      (gradient descent on ``dL/dw_ji = -delta_j g``), clipped to ``[-1, 1]``, and the
      sign ``b_ji`` refreshed at once;
