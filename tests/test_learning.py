@@ -287,3 +287,16 @@ def test_sgd_refuses_losses_it_does_not_implement():
     with pytest.raises(ValueError, match="optimizer sgd supports the s4nn loss"):
         TrainConfig(rule=LearningRule(no_futile=True))
     assert TrainConfig(optimizer="adam", rule=LearningRule(loss="ce", no_futile=True)).rule.loss == "ce"
+
+
+def test_initial_networks_of_the_two_optimizers():
+    """sgd starts all-excitatory (latent weights in [0, 1], every threshold theta_init);
+    adam from mixed signs with thresholds fitted to the data."""
+    events, _ = tiny_problem()
+    sgd = initial_network(TrainConfig(hidden=(20,), t_max=64, theta_init=7.0), events, 2)
+    assert sgd.sizes == (144, 20, 2)
+    assert sgd.w.min() >= 0.0 and sgd.w.max() <= 1.0 and (sgd.binary().weights[0] == 1).all()
+    np.testing.assert_array_equal(sgd.theta, 7.0)
+    adam = initial_network(TrainConfig(hidden=(20,), t_max=64, optimizer="adam"), events, 2)
+    assert adam.w.min() < 0 < adam.w.max() and np.abs(adam.w).max() <= 0.1
+    assert len(np.unique(adam.theta)) > 1
