@@ -157,28 +157,34 @@ def normalise_rows(delta: np.ndarray) -> np.ndarray:
     return (delta / np.where(norm > 0, norm, 1.0)).astype(np.float32)
 
 
+@numba.njit(cache=True, inline="always")
+def pre_timing_error(ti, post, delta, W, row, t_max, h, h_anti, silent_fire_later):
+    """``dL/dt_i = sum_j delta_j * b_ji * k(t_j - t_i)`` of one pre neuron spiking at ``ti``
+    (``t_max``: silent), its weights to the post neurons at ``W[row:row + len(post)]``, with
+    ``k(d) = h[d]`` for causal pairs (``d >= 0``) and ``k(d) = h_anti[-d]`` when the pre
+    spike came too late (or never). A silent pre neuron keeps only a "fire earlier" error
+    (``> 0``) unless ``silent_fire_later``. Shared by the mini-batch and online kernels."""
+    acc = 0.0
+    for j in range(len(post)):
+        tj = post[j]
+        k = h[tj - ti] if ti <= tj else h_anti[ti - tj]
+        acc += delta[j] * W[row + j] * k
+    # A silent neuron cannot fire any later: its "fire later" error (< 0) is futile, and
+    # following it would push its weights down until it never fires again.
+    return 0.0 if ti >= t_max and acc < 0.0 and not silent_fire_later else acc
+
+
 @numba.njit(cache=True, parallel=True)
 def backprop_timing_error(pre_times, post_times, delta_post, W, w_off, n_post, t_max, h, h_anti,
                           silent_fire_later=False):
-    """``dL/dt_i = sum_j delta_j * b_ji * k(t_j - t_i)`` for the hidden layer whose spike
-    times are ``pre_times`` (B, n_pre), with ``k(d) = h[d]`` for causal pairs (``d >= 0``)
-    and ``k(d) = h_anti[-d]`` for pre spikes that came too late (or never: ``t_i = t_max``).
-    A silent pre neuron keeps only a "fire earlier" error (``> 0``) unless
-    ``silent_fire_later``."""
+    """:func:`pre_timing_error` for every neuron of the hidden layer whose spike times are
+    ``pre_times`` (B, n_pre), float32 ``(B, n_pre)``."""
     n_samples, n_pre = pre_times.shape
     delta_pre = np.zeros((n_samples, n_pre), np.float32)
     for b in numba.prange(n_samples):
         for i in range(n_pre):
-            ti = pre_times[b, i]
-            row = w_off + i * n_post
-            acc = 0.0
-            for j in range(n_post):
-                tj = post_times[b, j]
-                k = h[tj - ti] if ti <= tj else h_anti[ti - tj]
-                acc += delta_post[b, j] * W[row + j] * k
-            # A silent neuron cannot fire any later: its "fire later" error (< 0) is futile,
-            # and following it would push its weights down until it never fires again.
-            delta_pre[b, i] = 0.0 if ti >= t_max and acc < 0.0 and not silent_fire_later else acc
+            delta_pre[b, i] = pre_timing_error(pre_times[b, i], post_times[b], delta_post[b], W,
+                                               w_off + i * n_post, t_max, h, h_anti, silent_fire_later)
     return delta_pre
 
 

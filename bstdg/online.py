@@ -8,8 +8,8 @@ One fused Numba pass per chunk of samples. For each sample, in order:
    (:func:`bstdg.learning.relative_target_error`);
 3. layer by layer from the top, with ``delta`` scaled to unit L2 norm (``rule.normalise``):
 
-   * error sent down (before this layer's update), the rule's timing factor ``k`` of
-     :func:`bstdg.learning.backprop_timing_error`:
+   * error sent down (before this layer's update), :func:`bstdg.learning.pre_timing_error`
+     (shared with the mini-batch kernel):
      ``delta_i = sum_j delta_j * b_ji * k(t_j - t_i)``, of which a silent neuron keeps
      only a "fire earlier" (positive) error unless ``silent_fire_later``;
    * weights, causal pairs ``t_i <= t_j`` only: ``w_ji += lr_l * delta_j * g(t_j - t_i)``
@@ -30,7 +30,7 @@ import numba
 import numpy as np
 
 from .engine.event import if_network_sample
-from .learning import relative_target_error
+from .learning import pre_timing_error, relative_target_error
 
 
 @numba.njit(cache=True, nogil=True)
@@ -79,15 +79,9 @@ def sgd_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, size
             if l > 0:  # error for the layer below, through the signs the forward pass used
                 pre = times[n_off[l - 1]:n_off[l - 1] + n_pre]
                 for i in range(n_pre):
-                    ti = pre[i]
-                    row = w_off[l] + i * n_post
-                    acc = 0.0
-                    for j in range(n_post):
-                        tj = post[j]
-                        k = h[tj - ti] if ti <= tj else h_anti[ti - tj]
-                        acc += delta[j] * w_bin[row + j] * k
-                    # A silent neuron cannot fire any later: drop that futile push.
-                    delta_pre[i] = 0.0 if ti >= t_max and acc < 0.0 and not silent_fire_later else acc
+                    delta_pre[i] = pre_timing_error(pre[i], post, delta[:n_post], w_bin,
+                                                    w_off[l] + i * n_post, t_max, h, h_anti,
+                                                    silent_fire_later)
             # Weights: every causal (pre spike, post neuron) pair.
             if l == 0:
                 for e in range(lo, hi):
