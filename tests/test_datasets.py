@@ -301,29 +301,23 @@ def test_shd_train_cli_with_config(tmp_path, capsys):
     assert "channels=140" in capsys.readouterr().out
 
 
+BAD_CONFIGS = [  # (file content, fragments of the one-line error)
+    ('dataset = "shd"\nchanels = 140\n', ("unknown key 'chanels'", "channels")),
+    ('dataset = "shd"\nchannels = "many"\n', ("option channels of shd must be int",)),
+    ('epochs = "ten"\n', ("epochs must be int",)),
+    ('[rule]\nmargin = "x"\n', ("rule.margin must be float",)),
+    ('lr_w = "fast"\n', ("lr_w must be a number",)),
+    ('optimizer = "rmsprop"\n', ("unknown optimizer 'rmsprop'",)),
+    ("hidden = [\n", ("not valid TOML",)),
+]
+
+
 def test_config_errors(tmp_path, capsys):
     bad = tmp_path / "bad.toml"
-    bad.write_text('dataset = "shd"\nchanels = 140\n')
-    status = main_cli(["train", "--config", str(bad), "--out", str(tmp_path / "r")])
-    one_line_error(capsys, status, "unknown key 'chanels'", "channels")
-    bad.write_text('dataset = "shd"\nchannels = "many"\n')
-    status = main_cli(["train", "--config", str(bad), "--out", str(tmp_path / "r")])
-    one_line_error(capsys, status, "option channels of shd must be int")
-    bad.write_text('epochs = "ten"\n')
-    status = main_cli(["train", "--config", str(bad), "--out", str(tmp_path / "r")])
-    one_line_error(capsys, status, "epochs must be int")
-    bad.write_text('[rule]\nmargin = "x"\n')
-    status = main_cli(["train", "--config", str(bad), "--out", str(tmp_path / "r")])
-    one_line_error(capsys, status, "rule.margin must be float")
-    bad.write_text('lr_w = "fast"\n')
-    status = main_cli(["train", "--config", str(bad), "--out", str(tmp_path / "r")])
-    one_line_error(capsys, status, "lr_w must be a number")
-    bad.write_text('optimizer = "rmsprop"\n')
-    status = main_cli(["train", "--config", str(bad), "--out", str(tmp_path / "r")])
-    one_line_error(capsys, status, "unknown optimizer 'rmsprop'")
-    bad.write_text("hidden = [\n")
-    status = main_cli(["train", "--config", str(bad), "--out", str(tmp_path / "r")])
-    one_line_error(capsys, status, "not valid TOML")
+    for text, fragments in BAD_CONFIGS:
+        bad.write_text(text)
+        status = main_cli(["train", "--config", str(bad), "--out", str(tmp_path / "r")])
+        one_line_error(capsys, status, *fragments)
     status = main_cli(["train", "--config", "nope", "--out", str(tmp_path / "r")])
     one_line_error(capsys, status, "--config nope: no such file")
 
