@@ -23,6 +23,7 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 # the names bstdg.data.DATASET_NAMES holds (repeated so that parsing imports no numpy)
 DATASET_CHOICES = ("mnist", "fashion-mnist", "caltech-face-motor", "shd", "fsdd-spikes")
+LOSS_CHOICES = ("anytime", "s4nn", "hinge", "ce")  # bstdg.learning.LOSSES, for the same reason
 EXIT_INTERRUPTED = 130
 
 
@@ -67,13 +68,15 @@ def write_json(path, obj) -> Path:
 def train_command(out, dataset: str | None = None, hidden=None, epochs=None, seed=None, t_max=None,
                   limit_train=None, limit_test=None, data_dir=None, optimizer=None, batch_size=None,
                   lr_w=None, lr_w_out=None, lr_theta=None, lr_decay=None, loss=None, margin=None,
-                  config=None, progress: bool | None = None) -> dict:
+                  hidden_margin=None, config=None, progress: bool | None = None) -> dict:
     """Train a network from scratch. Settings, lowest precedence first:
     :class:`~bstdg.train.TrainConfig` defaults, the dataset's packaged config
     (``bstdg/configs/<dataset>.toml``), the ``config`` file, explicit arguments (``None``:
-    not given). Writes ``out/model.npz`` and ``out/metrics.json``; returns the metrics."""
+    not given); a loss named nowhere is the optimizer's default (``TrainConfig``). Writes ``out/model.npz`` and
+    ``out/metrics.json``; returns the metrics."""
     from . import config as config_mod
     from .data.fetch import locate
+    from .learning import LearningRule
     from .train import TrainConfig, run_training
 
     user = config_mod.load_config(config) if config is not None else None
@@ -83,18 +86,17 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
     writable_dir(out)
     given = dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max, optimizer=optimizer,
                  batch_size=batch_size, lr_w=lr_w, lr_w_out=lr_w_out, lr_theta=lr_theta,
-                 lr_decay=lr_decay)
+                 lr_decay=lr_decay, hidden_margin=hidden_margin)
     try:
-        config = replace(TrainConfig(), **merged.train)
-        config = replace(config, **{k: v for k, v in given.items() if v is not None})
+        train = {**merged.train, **{k: v for k, v in given.items() if v is not None}}
         rule = {**merged.rule, **{k: v for k, v in dict(loss=loss, margin=margin).items() if v is not None}}
-        config = replace(config, rule=replace(config.rule, **rule))
+        config = TrainConfig(**train, rule=LearningRule(**rule))
     except (TypeError, ValueError) as exc:
         raise BstdgError(f"bad setting in {merged.source or 'the options'}: {exc}") from None
     layers = ",".join(str(n) for n in config.hidden)
     batches = f", batch {config.batch_size}" if config.optimizer == "adam" else ""
     print(f"training on {dataset}: hidden {layers}, {config.epochs} epochs, t_max {config.t_max}, "
-          f"{config.optimizer}{batches}, seed {config.seed} -> {out}")
+          f"{config.optimizer}{batches}, {config.loss} loss, seed {config.seed} -> {out}")
     if merged.data:
         print("dataset options: " + ", ".join(f"{k}={v}" for k, v in merged.data.items()))
     start = time.perf_counter()
@@ -433,7 +435,8 @@ def build_parser() -> Parser:
     p.add_argument("--limit-test", type=positive(int), help="use the first N test samples")
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
     p.add_argument("--optimizer", choices=("sgd", "adam"),
-                   help="sgd: update after every sample (default); adam: mini-batches")
+                   help="sgd: update after every sample (default); adam: mini-batches (with the "
+                        "s4nn loss unless --loss or a config names another)")
     p.add_argument("--batch-size", type=positive(int),
                    help="adam: samples per update; sgd: samples between takes of the running average")
     p.add_argument("--lr-w", type=positive(float),
@@ -442,8 +445,12 @@ def build_parser() -> Parser:
                    help="learning rate of the output layer's latent weights (default per optimizer)")
     p.add_argument("--lr-theta", type=positive(float), help="learning rate of the thresholds")
     p.add_argument("--lr-decay", type=positive(float), help="learning-rate factor per epoch")
-    p.add_argument("--loss", choices=("s4nn", "hinge", "ce"), help="output loss (docs/learning.md)")
-    p.add_argument("--margin", type=positive(float), help="time steps the correct output must lead by")
+    p.add_argument("--loss", choices=LOSS_CHOICES, help="output loss (default anytime; docs/learning.md)")
+    p.add_argument("--margin", type=positive(float),
+                   help="s4nn, hinge: time steps the correct output must lead by")
+    p.add_argument("--hidden-margin", type=positive(int, minimum=0),
+                   help="added to every hidden threshold of the saved network (default: 3 with "
+                        "the anytime loss, else 0)")
     p.set_defaults(func=train_command)
 
     p = commands.add_parser("eval", help="evaluate a trained model on its test split")

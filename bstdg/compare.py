@@ -50,12 +50,14 @@ from .train import TrainConfig
 TRAIN_CONFIGS = {
     "bstdg": TrainConfig(),
     "s4nn-rule": replace(TrainConfig(), lr_theta=0.0,
-                         rule=LearningRule(anti=0.0, tau_anti=0.0, center_hidden=False,
+                         rule=LearningRule(loss="s4nn", anti=0.0, tau_anti=0.0, center_hidden=False,
                                            learn_hidden_thresholds=False)),
+    # The default of session 6: per-sample SGD with the s4nn loss from an all-excitatory start.
+    "bstdg-s4nn": replace(TrainConfig(), rule=LearningRule(loss="s4nn")),
     # The default of sessions 3-5: mini-batch Adam, mixed-sign start, anti-causal error.
     "bstdg-adam": replace(TrainConfig(), optimizer="adam",
-                          rule=LearningRule(margin=5.0, anti=1.0, learn_hidden_thresholds=False,
-                                            silent_fire_later=True)),
+                          rule=LearningRule(loss="s4nn", margin=5.0, anti=1.0,
+                                            learn_hidden_thresholds=False, silent_fire_later=True)),
 }
 
 # What every method returns (the harness adds the RUN_KEYS).
@@ -250,7 +252,7 @@ def run_trainer(config: RunConfig, train_config: TrainConfig) -> dict:
     for _ in range(tc.epochs):
         with config.meter.training():
             info = trainer.train_epoch(train.events, train.labels, progress=False)
-        net = trainer.averaged()
+        net = trainer.model()
         ev = evaluate(net, test.events, test.labels)
         info.update(ev.test_metrics())
         history.append(info)
@@ -292,6 +294,12 @@ def run_bstdg(config: RunConfig) -> dict:
                        "threshold training), same engine")
 def run_s4nn_rule(config: RunConfig) -> dict:
     return run_trainer(config, TRAIN_CONFIGS["s4nn-rule"])
+
+
+@register("bstdg-s4nn", "per-sample SGD with the s4nn loss from an all-excitatory start (the "
+                        "default of 2026-12-01), same engine")
+def run_bstdg_s4nn(config: RunConfig) -> dict:
+    return run_trainer(config, TRAIN_CONFIGS["bstdg-s4nn"])
 
 
 @register("bstdg-adam", "BSTDG rule with mini-batch Adam from a mixed-sign start (the default "

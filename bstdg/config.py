@@ -44,8 +44,11 @@ def _train_fields() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainConfig)} - {"rule"}
 
 
-def _same_kind(value, default) -> bool:
-    """TOML ``value`` fits a setting whose default is ``default`` (an int is a float too)."""
+def _same_kind(value, default, text: bool = False) -> bool:
+    """TOML ``value`` fits a setting whose default is ``default`` (an int is a float too;
+    ``text``: an optional setting that is a string)."""
+    if default is None and text:  # an optional string (the loss, which defaults per optimizer)
+        return isinstance(value, str)
     if default is None:  # an optional number (e.g. a learning rate that defaults per optimizer)
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if isinstance(default, bool) or isinstance(value, bool):
@@ -58,10 +61,12 @@ def _same_kind(value, default) -> bool:
 
 
 def _check_kinds(values: dict, defaults, source: str, what: str) -> None:
+    types = {f.name: str(f.type) for f in dataclasses.fields(defaults)}
     for key, value in values.items():
         default = getattr(defaults, key)
-        if not _same_kind(value, default):
-            kind = "a number" if default is None else type(default).__name__
+        text = "str" in types[key]
+        if not _same_kind(value, default, text):
+            kind = ("a string" if text else "a number") if default is None else type(default).__name__
             raise BstdgError(f"config {source}: {what}{key} must be {kind}, got {value!r}")
 
 
@@ -131,8 +136,7 @@ def _split(raw: dict, source: str, data_keys: set[str] | None) -> RunConfig:
             raise BstdgError(f"config {source}: 'hidden' must be a positive integer or a list of them")
         train["hidden"] = hidden
     try:  # values the dataclasses reject (e.g. an unknown optimizer or loss)
-        TrainConfig(**train)
-        LearningRule(**rule)
+        TrainConfig(**train, rule=LearningRule(**rule))
     except ValueError as exc:
         raise BstdgError(f"config {source}: {exc}") from None
     return RunConfig(dataset, train, rule, data, source)

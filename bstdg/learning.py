@@ -35,7 +35,9 @@ import numpy as np
 class LearningRule:
     """Parameters of the timing-dependent learning rule (times in time steps)."""
 
-    loss: str = "s4nn"  # "s4nn" (relative targets), "hinge" (margin) or "ce" (see output_error)
+    loss: str | None = None  # "anytime" (per-sample SGD only, see anytime_output_error), "s4nn"
+    # (relative targets), "hinge" (margin) or "ce" (see output_error); None: the optimizer's
+    # default (TrainConfig: anytime with sgd, s4nn with adam)
     margin: float = 1.0  # gamma: how many steps the correct output must lead the others
     tau_ce: float = 10.0  # temperature of the "ce" loss, time steps
     tau_w: float = 0.0  # time constant of the weight factor g (0: constant 1)
@@ -48,10 +50,18 @@ class LearningRule:
     learn_hidden_thresholds: bool = True  # hidden thresholds learn too (with Adam they die; see docs)
     silent_fire_later: bool = False  # True: silent pre neurons also get "fire later" errors
     # (the rule before 2026-12-01; the Adam recipe needs it, see docs/learning.md)
+    probes: int = 6  # anytime: how many probe times (probe_times), time steps
+    beta: float = 0.2  # anytime: softmax scale per unit of output potential
+    window: float = 16.0  # anytime: half-width of the potential window (potential units)
 
     def __post_init__(self):
-        if self.loss not in ("s4nn", "hinge", "ce"):
-            raise ValueError(f"unknown loss {self.loss!r} (use 's4nn', 'hinge' or 'ce')")
+        if self.loss is not None and self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r} (use {', '.join(repr(x) for x in LOSSES)})")
+        if self.probes < 1 or self.window <= 0 or self.beta <= 0:
+            raise ValueError("probes must be at least 1, window and beta positive")
+
+
+LOSSES = ("anytime", "s4nn", "hinge", "ce")
 
 
 def timing_factor(tau: float, t_max: int) -> np.ndarray:
@@ -226,3 +236,81 @@ def weight_gradient(ev_times, ev_units, ev_ptr, post_times, delta_post, n_pre, g
                 for q in range(width):  # plain range over views: vectorises
                     grad_row[q] -= a[q]
     return grad
+
+
+# --- the anytime loss: cross-entropy of the output potentials at several probe times --------
+
+
+def probe_times(t_max: int, n: int) -> np.ndarray:
+    """The ``n`` probe times of the ``anytime`` loss, int64 time steps: ``t_max - 1`` and
+    ``t_max // 2, t_max // 4, ...`` below it (``t_max`` 256, ``n`` 6: 8, 16, 32, 64, 128,
+    255); duplicates of a small ``t_max`` are dropped."""
+    ladder = [t_max // 2 ** (n - 1 - j) for j in range(n - 1)] + [t_max - 1]
+    return np.unique(np.asarray(ladder, np.int64))
+
+
+@numba.njit(cache=True, inline="always")
+def probe_bucket(t, probes):
+    """Index of the first probe time ``>= t`` (``len(probes)`` if none): a spike at ``t``
+    counts in the potentials at that probe and every later one."""
+    j = 0
+    while j < len(probes) and probes[j] < t:
+        j += 1
+    return j
+
+
+@numba.njit(cache=True)
+def probe_potentials(pre_t, pre_u, W, row0, n_post, probes, V):
+    """``V[j, h] = sum_{pre spikes e with pre_t[e] <= probes[j]} W[row0 + pre_u[e] * n_post + h]``:
+    the potential of every post neuron at every probe time (fire-once ignored: the sum of
+    the binary weights of the pre spikes that arrived), computed from spike times only.
+    ``V`` is an int32 array of at least ``(len(probes), n_post)``."""
+    m = len(probes)
+    V[:m, :n_post] = 0
+    for e in range(len(pre_t)):
+        j = probe_bucket(pre_t[e], probes)
+        if j < m:
+            row = row0 + pre_u[e] * n_post
+            Vj = V[j, :n_post]
+            Wr = W[row:row + n_post]
+            for h in range(n_post):  # plain range over views: vectorises
+                Vj[h] += Wr[h]
+    for j in range(1, m):
+        for h in range(n_post):
+            V[j, h] += V[j - 1, h]
+
+
+@numba.njit(cache=True)
+def anytime_output_error(U, theta, label, beta, err):
+    """Output error of the ``anytime`` loss ``L = sum_j CE(softmax(beta * (U[j] - theta)), label)``:
+    ``err[j, k] = -dL/dU[j, k] = y_k - p_jk`` (positive: output ``k`` should have more
+    potential at probe ``j``). ``U`` (m, n_out) holds the output potentials at the probe
+    times. Returns ``L``."""
+    m, n_out = U.shape
+    loss = 0.0
+    for j in range(m):
+        top = -1e300
+        for k in range(n_out):
+            top = max(top, beta * (U[j, k] - theta[k]))
+        z = 0.0
+        for k in range(n_out):
+            err[j, k] = np.exp(beta * (U[j, k] - theta[k]) - top)
+            z += err[j, k]
+        loss += np.log(z) - (beta * (U[j, label] - theta[label]) - top)
+        for k in range(n_out):
+            err[j, k] = (1.0 if k == label else 0.0) - err[j, k] / z
+    return loss
+
+
+@numba.njit(cache=True, inline="always")
+def potential_window(v, theta, fired, window):
+    """Surrogate derivative of "fired by the probe time" with respect to the potential
+    ``v`` there: ``max(0, 1 - |u + 1/2| / window) / window`` of the gap ``u = v - theta``
+    (``u >= 0`` forced for a neuron that already fired: it crossed). Largest for neurons
+    one step either side of their threshold, zero beyond ``window``: silent neurons near
+    threshold learn, saturated ones are left alone."""
+    u = v - theta
+    if fired and u < 0.0:
+        u = 0.0
+    f = 1.0 - abs(u + 0.5) / window
+    return f / window if f > 0.0 else 0.0

@@ -1,6 +1,23 @@
-"""Online training: the timing-dependent rule applied one sample at a time (plain SGD).
+"""Online training: the learning rules applied one sample at a time (plain SGD).
 
-One fused Numba pass per chunk of samples. For each sample, in order:
+Two fused Numba loops, one per output loss; each sample sees the network as the previous
+sample left it (no mini-batch, no optimiser state), the loop is sequential, so the same
+seed gives bit-identical models, and neither keeps anything that grows with ``t_max``.
+
+:func:`anytime_samples` (``loss = "anytime"``, the default; ``docs/learning.md``), for each
+sample:
+
+1. forward pass (:func:`bstdg.engine.event.if_network_sample`, no early exit);
+2. the potentials of every layer at the probe times ``T_j``, summed from the spike times
+   (:func:`bstdg.learning.probe_potentials`), and the output error
+   ``err_jk = y_k - softmax(beta * (U_j - theta))_k`` (:func:`bstdg.learning.anytime_output_error`);
+3. layer by layer from the top: a hidden neuron's error is ``sum_k err_jk * b_kh`` times the
+   window of its potential gap at ``T_j`` (:func:`bstdg.learning.potential_window`); weights
+   ``w_ih += lr_l * sum_{j: T_j >= t_i} err_jh`` for pre spikes ``t_i`` (hidden layers:
+   causal ones, ``t_i <= t_h``), clipped to ``[-1, 1]``; hidden thresholds
+   ``theta_h -= lr_theta * sum_j err_jh``; output thresholds stay fixed.
+
+:func:`sgd_samples` (``loss = "s4nn"``), for each sample:
 
 1. forward pass of the current binary network (:func:`bstdg.engine.event.if_network_sample`,
    every spike computed, no early exit);
@@ -30,7 +47,8 @@ import numba
 import numpy as np
 
 from .engine.event import if_network_sample
-from .learning import pre_timing_error, relative_target_error
+from .learning import (anytime_output_error, potential_window, pre_timing_error, probe_bucket,
+                       probe_potentials, relative_target_error)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -113,3 +131,140 @@ def _update_row(w, w_bin, row, ti, post, delta, lr, g):
             v = min(max(v, -1.0), 1.0)
             w[row + j] = v
             w_bin[row + j] = 1 if v >= 0 else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def anytime_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, sizes, theta, theta_int,
+                    n_off, t_max, probes, lr_w, lr_theta, learn_theta, beta, window, out_times,
+                    decision_potential):
+    """Train with the ``anytime`` loss on samples ``order``, one after the other (module
+    docstring), updating ``w``, ``w_bin``, ``theta`` and ``theta_int`` in place.
+
+    ``probes``: the probe times (:func:`bstdg.learning.probe_times`); ``lr_w`` and
+    ``learn_theta`` hold one entry per layer. ``out_times`` / ``decision_potential``
+    ``(len(order), n_out)`` receive each sample's output spike times and decision potentials
+    before its update. Returns the summed loss of the samples (before their updates)."""
+    n_layers = len(sizes) - 1
+    top = n_layers - 1
+    m = len(probes)
+    times = np.empty(n_off[n_layers], np.int32)
+    potential = np.empty(sizes[n_layers], np.int32)
+    width = 0
+    for l in range(n_layers + 1):
+        width = max(width, sizes[l])
+    V = np.zeros((m, width), np.int32)  # potentials of one layer at the probe times
+    err = np.zeros((m, width))  # -dL/dV of that layer's neurons per probe (window included)
+    err_below = np.zeros((m, width))
+    pre_t = np.empty(width, np.int32)  # the spikes of a hidden layer as time-sorted events
+    pre_u = np.empty(width, np.int32)
+    step = np.empty(width, np.float32)
+    total = 0.0
+    for q in range(len(order)):
+        s = order[q]
+        lo, hi = ev_ptr[s], ev_ptr[s + 1]
+        if_network_sample(ev_times, ev_units, lo, hi, w_bin, w_off, sizes, theta_int, n_off, t_max,
+                          False, times, potential)
+        out_times[q] = times[n_off[top]:]
+        decision_potential[q] = potential
+        n_ev = _layer_events(top, times, n_off, sizes, t_max, False, pre_t, pre_u)
+        pt, pu = (ev_times[lo:hi], ev_units[lo:hi]) if top == 0 else (pre_t[:n_ev], pre_u[:n_ev])
+        probe_potentials(pt, pu, w_bin, w_off[top], sizes[n_layers], probes, V)
+        total += anytime_output_error(V[:, :sizes[n_layers]], theta_int[n_off[top]:], labels[s], beta,
+                                      err[:, :sizes[n_layers]])
+        for l in range(top, -1, -1):
+            n_post, n_pre, o = sizes[l + 1], sizes[l], n_off[l]
+            if l > 0:
+                # Error for layer l-1, through the signs the forward pass used, times the
+                # window of each of its neurons at each probe (from its potentials there).
+                n_ev = _layer_events(l - 1, times, n_off, sizes, t_max, False, pre_t, pre_u)
+                pt, pu = (ev_times[lo:hi], ev_units[lo:hi]) if l == 1 else (pre_t[:n_ev], pre_u[:n_ev])
+                probe_potentials(pt, pu, w_bin, w_off[l - 1], n_pre, probes, V)
+                ob = n_off[l - 1]
+                for i in range(n_pre):
+                    row = w_bin[w_off[l] + i * n_post:w_off[l] + (i + 1) * n_post]
+                    for j in range(m):
+                        f = potential_window(V[j, i], theta_int[ob + i], times[ob + i] <= probes[j], window)
+                        acc = 0.0
+                        if f > 0.0:
+                            for h in range(n_post):
+                                acc += err[j, h] * row[h]
+                        err_below[j, i] = acc * f
+            # A pre spike in probe bucket c counts at probes c..m-1: suffix sums over j.
+            for j in range(m - 2, -1, -1):
+                for h in range(n_post):
+                    err[j, h] += err[j + 1, h]
+            n_ev = _layer_events(l, times, n_off, sizes, t_max, l < top, pre_t, pre_u)
+            pt, pu = (ev_times[lo:hi], ev_units[lo:hi]) if l == 0 else (pre_t[:n_ev], pre_u[:n_ev])
+            _anytime_weight_steps(pt, pu, times[o:o + n_post], err, w, w_bin, w_off[l], probes, t_max,
+                                  lr_w[l], l < top, step[:n_post])
+            if learn_theta[l]:
+                for h in range(n_post):
+                    if err[0, h] != 0.0:  # the sum over all probes
+                        theta[o + h] = max(theta[o + h] - lr_theta * err[0, h], 1.0)
+                        theta_int[o + h] = max(np.int32(np.ceil(theta[o + h] - np.float32(1e-4))), 1)
+            err, err_below = err_below, err
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _layer_events(l, times, n_off, sizes, t_max, sort, pre_t, pre_u):
+    """The spikes of hidden layer ``l - 1`` (the pre layer of layer ``l > 0``) as events in
+    ``pre_t``/``pre_u`` (sorted by time if ``sort``); returns their number (0 for ``l == 0``,
+    whose pre spikes are the input events)."""
+    if l == 0:
+        return 0
+    spikes = times[n_off[l - 1]:n_off[l - 1] + sizes[l]]
+    n = 0
+    for i in _by_time(spikes, t_max) if sort else np.arange(len(spikes)):
+        if spikes[i] < t_max:
+            pre_t[n] = spikes[i]
+            pre_u[n] = i
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _anytime_weight_steps(pre_t, pre_u, post, err, w, w_bin, row0, probes, t_max, lr, causal, a):
+    """``w_ih += lr * err[c, h]`` for every pre spike ``(pre_t, pre_u)`` in probe bucket ``c``
+    (``err`` already summed over the probes from ``c`` on), with ``t_i <= t_h`` when
+    ``causal`` (hidden post neurons; the pre spikes must then be time-sorted); clipped to
+    ``[-1, 1]``, signs refreshed. The step row ``a`` is rebuilt when the bucket changes and
+    loses the post neurons that fired before the current pre time, then added to the
+    contiguous weight row of every pre spike."""
+    n_post, m = len(post), len(probes)
+    by_time = _by_time(post, t_max) if causal else np.arange(n_post)  # earliest spike first
+    c_prev, gone = -1, 0
+    for e in range(len(pre_t)):
+        ti = pre_t[e]
+        c = probe_bucket(ti, probes)
+        if c != c_prev:
+            c_prev, gone = c, 0
+            for h in range(n_post):
+                a[h] = lr * err[c, h] if c < m else 0.0
+        if causal:
+            while gone < n_post and post[by_time[gone]] < ti:
+                a[by_time[gone]] = 0.0
+                gone += 1
+        row = row0 + pre_u[e] * n_post
+        w_row = w[row:row + n_post]
+        b_row = w_bin[row:row + n_post]
+        for h in range(n_post):  # plain range over views: vectorises; a zero step changes nothing
+            v = min(max(w_row[h] + a[h], -1.0), 1.0)
+            w_row[h] = v
+            b_row[h] = 1 if v >= 0 else -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _by_time(times, t_max):
+    """Indices that sort spike times ``times`` (``0..t_max``) stably, earliest first
+    (a counting sort: ``O(len(times) + t_max)``)."""
+    start = np.zeros(t_max + 2, np.int64)
+    for t in times:
+        start[t + 1] += 1
+    for t in range(1, t_max + 2):
+        start[t] += start[t - 1]
+    order = np.empty(len(times), np.int64)
+    for i in range(len(times)):
+        order[start[times[i]]] = i
+        start[times[i]] += 1
+    return order

@@ -73,7 +73,8 @@ def test_train_prints_final_metrics(data_dir, tmp_path, capsys):
         assert fragment in out
     config = json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]
     assert config["hidden"] == [8, 8] and config["batch_size"] == 32 and config["seed"] == 3
-    assert config["optimizer"] == "sgd" and config["lr_w"] == 0.4  # unset rates: sgd defaults
+    assert config["optimizer"] == "sgd" and config["lr_w"] == 0.01  # unset rates: the recipe's
+    assert config["rule"]["loss"] == "anytime" and config["hidden_margin"] == 3
 
 
 def test_train_optimizer_and_learning_rates(data_dir, tmp_path, capsys):
@@ -85,6 +86,7 @@ def test_train_optimizer_and_learning_rates(data_dir, tmp_path, capsys):
     config = json.loads((tmp_path / "r" / "metrics.json").read_text())["config"]
     assert config["optimizer"] == "adam" and config["lr_w_out"] == 0.02
     assert config["lr_w"] == 0.01 and config["lr_theta"] == 0.01  # adam's defaults filled in
+    assert config["rule"]["loss"] == "s4nn" and config["hidden_margin"] == 0  # adam's loss
 
 
 def eval_json(run_dir, data_dir, capsys, *extra) -> dict:

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from bstdg import config as config_mod
-from bstdg.cli import DATASET_CHOICES, main_cli
+from bstdg.cli import DATASET_CHOICES, LOSS_CHOICES, main_cli
 from bstdg.data import DATASET_NAMES, load_events
 from bstdg.data import caltech, fsdd, shd
 from bstdg.data import fetch as fetch_mod
@@ -325,6 +325,8 @@ def test_config_errors(tmp_path, capsys):
 def test_packaged_configs_are_valid():
     assert set(config_mod.packaged_configs()) == set(DATASET_NAMES)
     assert tuple(DATASET_CHOICES) == tuple(DATASET_NAMES)
+    from bstdg.learning import LOSSES
+    assert tuple(LOSS_CHOICES) == tuple(LOSSES)
     for name in DATASET_NAMES:
         cfg = config_mod.packaged_config(name)
         assert cfg.dataset == name and cfg.train["epochs"] >= 1 and cfg.train["t_max"] >= 2

@@ -117,14 +117,18 @@ def tiny_problem(seed=0, n=96, t_max=64):
     return events, labels
 
 
-ADAM = dict(optimizer="adam", lr_w=1e-2, lr_w_out=1e-2)
-SGD = dict(optimizer="sgd", theta_init=6.0)  # 144 inputs, ~20 of them bright: a lower start
+# The three recipes: (TrainConfig fields, LearningRule fields).
+ADAM = (dict(optimizer="adam", lr_w=1e-2, lr_w_out=1e-2), dict(loss="s4nn"))
+SGD = (dict(optimizer="sgd", theta_init=6.0), dict(loss="s4nn"))  # 144 inputs, ~20 bright: a lower start
+ANYTIME = (dict(optimizer="sgd", theta_out=4.0, lr_w=0.05, lr_w_out=0.02), dict(loss="anytime", window=4.0))
+RECIPES = pytest.mark.parametrize("optimizer", [ADAM, SGD, ANYTIME], ids=["adam", "sgd", "anytime"])
 
 
 def train_tiny(seed, epochs=3, optimizer=ADAM, **rule):
     events, labels = tiny_problem()
+    fields, rule_fields = optimizer
     config = TrainConfig(hidden=(20,), t_max=64, epochs=epochs, batch_size=16, seed=seed,
-                         lr_decay=1.0, rule=LearningRule(**rule), **optimizer)
+                         lr_decay=1.0, rule=LearningRule(**{**rule_fields, **rule}), **fields)
     net = initial_network(config, events, 2)
     trainer = Trainer(net, config)
     for _ in range(epochs):
@@ -132,7 +136,7 @@ def train_tiny(seed, epochs=3, optimizer=ADAM, **rule):
     return net, events, labels
 
 
-@pytest.mark.parametrize("optimizer", [ADAM, SGD], ids=["adam", "sgd"])
+@RECIPES
 def test_same_seed_gives_bit_identical_training(optimizer):
     a, _, _ = train_tiny(seed=5, optimizer=optimizer)
     b, _, _ = train_tiny(seed=5, optimizer=optimizer)
@@ -142,16 +146,16 @@ def test_same_seed_gives_bit_identical_training(optimizer):
     assert not np.array_equal(a.w, c.w)
 
 
-@pytest.mark.parametrize("optimizer", [ADAM, SGD], ids=["adam", "sgd"])
+@RECIPES
 def test_training_memorises_a_small_set(optimizer):
     """The rule must be able to fit 96 samples of a 2-class problem (the test fails if the
     gradients have the wrong sign or do not reach the weights)."""
     from bstdg.train import evaluate
-    net, events, labels = train_tiny(seed=1, epochs=30, optimizer=optimizer, loss="s4nn", margin=3)
+    net, events, labels = train_tiny(seed=1, epochs=30, optimizer=optimizer, margin=3)
     assert evaluate(net, events, labels).accuracy >= 0.85  # chance is 0.66
 
 
-@pytest.mark.parametrize("optimizer", [ADAM, SGD], ids=["adam", "sgd"])
+@RECIPES
 def test_latent_weights_stay_clipped_and_thresholds_at_least_one(optimizer):
     net, _, _ = train_tiny(seed=2, epochs=2, optimizer=optimizer)
     assert net.w.min() >= -1 and net.w.max() <= 1
@@ -165,7 +169,7 @@ def test_centred_hidden_gradient_has_zero_mean_per_neuron():
     grads = {}
     for center in (False, True):
         config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0, optimizer="adam",
-                             rule=LearningRule(center_hidden=center))
+                             rule=LearningRule(loss="s4nn", center_hidden=center))
         net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
         trainer = Trainer(net, config)
         trainer.step(events.take(np.arange(32)), labels[:32])
@@ -181,8 +185,9 @@ def test_centred_hidden_gradient_has_zero_mean_per_neuron():
 @pytest.mark.parametrize("optimizer", [ADAM, SGD], ids=["adam", "sgd"])
 def test_fixed_hidden_thresholds_keep_their_start_while_outputs_learn(optimizer):
     events, labels = tiny_problem()
+    fields, rule_fields = optimizer
     config = TrainConfig(hidden=(20,), t_max=64, batch_size=32, seed=0,
-                         rule=LearningRule(learn_hidden_thresholds=False), **optimizer)
+                         rule=LearningRule(learn_hidden_thresholds=False, **rule_fields), **fields)
     net = initial_network(config, events, 2)
     start = net.theta.copy()
     trainer = Trainer(net, config)
@@ -200,7 +205,8 @@ def test_averaged_network_is_the_running_mean_of_the_live_parameters():
     from bstdg.train import AVERAGE_EVERY
     events, labels = tiny_problem()
     beta = 0.3  # below (1 + k)/(10 + k) from k = 4 on
-    config = TrainConfig(hidden=(20,), t_max=64, batch_size=4, seed=0, average=beta, optimizer="adam")
+    config = TrainConfig(hidden=(20,), t_max=64, batch_size=4, seed=0, average=beta, optimizer="adam",
+                         rule=LearningRule(loss="s4nn"))
     net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
     expected_w, expected_theta = net.w.astype(np.float64), net.theta.astype(np.float64)
     trainer = Trainer(net, config)
@@ -223,7 +229,8 @@ def test_averaged_network_takes_in_the_last_update_of_an_epoch():
     """An epoch shorter than ``AVERAGE_EVERY`` updates still moves the average: at the end of
     the epoch the pending updates are taken in (decay to the power of their number)."""
     events, labels = tiny_problem()
-    config = TrainConfig(hidden=(20,), t_max=64, batch_size=64, seed=0, average=0.999, optimizer="adam")
+    config = TrainConfig(hidden=(20,), t_max=64, batch_size=64, seed=0, average=0.999, optimizer="adam",
+                         rule=LearningRule(loss="s4nn"))
     net = BinarySNN.initialise((144, 20, 2), 64, events, np.random.default_rng(0))
     start = net.w.astype(np.float64)
     trainer = Trainer(net, config)
@@ -246,7 +253,7 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     w = rng.uniform(-0.5, 0.5, 12 * 6 + 6 * 3).astype(np.float32)
     theta = np.r_[np.full(6, 2.0), np.full(3, 1.5)].astype(np.float32)
     net = BinarySNN(sizes, t_max, w.copy(), theta.copy())
-    rule = LearningRule(margin=3, tau_w=5.0, tau_t=7.0, anti=0.5, tau_anti=3.0)
+    rule = LearningRule(loss="s4nn", margin=3, tau_w=5.0, tau_t=7.0, anti=0.5, tau_anti=3.0)
     g, h = timing_factor(rule.tau_w, t_max), timing_factor(rule.tau_t, t_max)
     h_anti = rule.anti * timing_factor(rule.tau_anti, t_max)
     w_bin = np.where(w >= 0, 1, -1).astype(np.int8)
@@ -280,23 +287,42 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
 
 
 def test_sgd_refuses_losses_it_does_not_implement():
-    """The online kernel implements the s4nn loss only: asking it for another fails loudly
-    instead of silently training with s4nn."""
-    with pytest.raises(ValueError, match="optimizer sgd supports the s4nn loss"):
+    """The online kernels implement the anytime and s4nn losses only: asking them for
+    another fails loudly instead of silently training with a different one."""
+    with pytest.raises(ValueError, match="optimizer sgd supports the anytime and s4nn losses"):
         TrainConfig(rule=LearningRule(loss="hinge"))
-    with pytest.raises(ValueError, match="optimizer sgd supports the s4nn loss"):
-        TrainConfig(rule=LearningRule(no_futile=True))
+    with pytest.raises(ValueError, match="optimizer sgd supports the anytime and s4nn losses"):
+        TrainConfig(rule=LearningRule(loss="s4nn", no_futile=True))
     assert TrainConfig(optimizer="adam", rule=LearningRule(loss="ce", no_futile=True)).rule.loss == "ce"
 
 
+def test_hidden_margin_raises_the_saved_hidden_thresholds_only():
+    """``Trainer.model`` is the averaged network with every hidden threshold raised by the
+    recipe's margin (3 for anytime, 0 for the s4nn recipes); the live network keeps its own."""
+    events, labels = tiny_problem()
+    config = TrainConfig(hidden=(20,), t_max=64, average=0.0, theta_out=4.0)
+    assert config.margin() == 3 and TrainConfig(rule=LearningRule(loss="s4nn")).margin() == 0
+    net = initial_network(config, events, 2)
+    trainer = Trainer(net, config)
+    trainer.train_epoch(events, labels, progress=False)
+    model = trainer.model()
+    assert model is not net
+    np.testing.assert_array_equal(model.integer_thresholds()[:20], net.integer_thresholds()[:20] + 3)
+    np.testing.assert_array_equal(model.integer_thresholds()[20:], net.integer_thresholds()[20:])
+    np.testing.assert_array_equal(model.w, net.w)
+    assert Trainer(net, replace(config, hidden_margin=0)).model() is net
+
+
 def test_initial_networks_of_the_two_optimizers():
-    """sgd starts all-excitatory (latent weights in [0, 1], every threshold theta_init);
-    adam from mixed signs with thresholds fitted to the data."""
+    """sgd with the s4nn loss starts all-excitatory (latent weights in [0, 1], every
+    threshold theta_init); adam from mixed signs with thresholds fitted to the data."""
     events, _ = tiny_problem()
-    sgd = initial_network(TrainConfig(hidden=(20,), t_max=64, theta_init=7.0), events, 2)
+    sgd = initial_network(TrainConfig(hidden=(20,), t_max=64, theta_init=7.0,
+                                      rule=LearningRule(loss="s4nn")), events, 2)
     assert sgd.sizes == (144, 20, 2)
     assert sgd.w.min() >= 0.0 and sgd.w.max() <= 1.0 and (sgd.binary().weights[0] == 1).all()
     np.testing.assert_array_equal(sgd.theta, 7.0)
-    adam = initial_network(TrainConfig(hidden=(20,), t_max=64, optimizer="adam"), events, 2)
+    adam = initial_network(TrainConfig(hidden=(20,), t_max=64, optimizer="adam",
+                                       rule=LearningRule(loss="s4nn")), events, 2)
     assert adam.w.min() < 0 < adam.w.max() and np.abs(adam.w).max() <= 0.1
     assert len(np.unique(adam.theta)) > 1
