@@ -180,15 +180,19 @@ def anytime_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, 
                 pt, pu = (ev_times[lo:hi], ev_units[lo:hi]) if l == 1 else (pre_t[:n_ev], pre_u[:n_ev])
                 probe_potentials(pt, pu, w_bin, w_off[l - 1], n_pre, probes, V)
                 ob = n_off[l - 1]
-                for i in range(n_pre):
-                    row = w_bin[w_off[l] + i * n_post:w_off[l] + (i + 1) * n_post]
-                    for j in range(m):
-                        f = potential_window(V[j, i], theta_int[ob + i], times[ob + i] <= probes[j], window)
-                        acc = 0.0
-                        if f > 0.0:
-                            for h in range(n_post):
-                                acc += err[j, h] * row[h]
-                        err_below[j, i] = acc * f
+                signs = w_bin[w_off[l]:w_off[l + 1]].reshape(n_pre, n_post).T  # (post, pre)
+                for j in range(m):
+                    e_j = err_below[j, :n_pre]
+                    e_j[:] = 0.0
+                    for h in range(n_post):
+                        x = err[j, h]
+                        if x != 0.0:
+                            b_h = signs[h]
+                            for i in range(n_pre):
+                                e_j[i] += x * b_h[i]
+                    for i in range(n_pre):
+                        e_j[i] *= potential_window(V[j, i], theta_int[ob + i], times[ob + i] <= probes[j],
+                                                   window)
             # A pre spike in probe bucket c counts at probes c..m-1: suffix sums over j.
             for j in range(m - 2, -1, -1):
                 for h in range(n_post):
@@ -232,6 +236,7 @@ def _anytime_weight_steps(pre_t, pre_u, post, err, w, w_bin, row0, probes, t_max
     loses the post neurons that fired before the current pre time, then added to the
     contiguous weight row of every pre spike."""
     n_post, m = len(post), len(probes)
+    lo, hi = np.float32(-1.0), np.float32(1.0)
     by_time = _by_time(post, t_max) if causal else np.arange(n_post)  # earliest spike first
     c_prev, gone = -1, 0
     for e in range(len(pre_t)):
@@ -248,8 +253,8 @@ def _anytime_weight_steps(pre_t, pre_u, post, err, w, w_bin, row0, probes, t_max
         row = row0 + pre_u[e] * n_post
         w_row = w[row:row + n_post]
         b_row = w_bin[row:row + n_post]
-        for h in range(n_post):  # plain range over views: vectorises; a zero step changes nothing
-            v = min(max(w_row[h] + a[h], -1.0), 1.0)
+        for h in range(n_post):  # plain range over views, float32 throughout: vectorises
+            v = min(max(w_row[h] + a[h], lo), hi)  # a zero step changes nothing
             w_row[h] = v
             b_row[h] = 1 if v >= 0 else -1
 
