@@ -46,7 +46,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from .engine.event import if_network_sample
+from .engine.event import if_network_sample, no_probes
 from .learning import (anytime_output_error, potential_window, pre_timing_error, probe_bucket,
                        probe_potentials, relative_target_error)
 
@@ -72,11 +72,12 @@ def sgd_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, size
         max_width = max(max_width, sizes[l + 1], sizes[l])
     delta = np.empty(max_width, np.float64)
     delta_pre = np.empty(max_width, np.float64)
+    probes, snap = no_probes()
     for q in range(len(order)):
         s = order[q]
         lo, hi = ev_ptr[s], ev_ptr[s + 1]
         if_network_sample(ev_times, ev_units, lo, hi, w_bin, w_off, sizes, theta_int, n_off, t_max,
-                          False, times, potential)
+                          False, times, potential, probes, snap)
         out_times[q] = times[out0:]
         decision_potential[q] = potential
         n_post = sizes[n_layers]
@@ -153,6 +154,7 @@ def anytime_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, 
     for l in range(n_layers + 1):
         width = max(width, sizes[l])
     V = np.zeros((m, width), np.int32)  # potentials of one layer at the probe times
+    V0 = np.zeros((m, sizes[1]), np.int32)  # ... of layer 0, recorded by the forward pass
     err = np.zeros((m, width))  # -dL/dV of that layer's neurons per probe (window included)
     err_below = np.zeros((m, width))
     pre_t = np.empty(width, np.int32)  # the spikes of a hidden layer as time-sorted events
@@ -163,7 +165,7 @@ def anytime_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, 
         s = order[q]
         lo, hi = ev_ptr[s], ev_ptr[s + 1]
         if_network_sample(ev_times, ev_units, lo, hi, w_bin, w_off, sizes, theta_int, n_off, t_max,
-                          False, times, potential)
+                          False, times, potential, probes, V0)  # V0: layer 0 at the probes
         out_times[q] = times[n_off[top]:]
         decision_potential[q] = potential
         n_ev = _layer_events(top, times, n_off, sizes, t_max, False, pre_t, pre_u)
@@ -176,9 +178,12 @@ def anytime_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, 
             if l > 0:
                 # Error for layer l-1, through the signs the forward pass used, times the
                 # window of each of its neurons at each probe (from its potentials there).
-                n_ev = _layer_events(l - 1, times, n_off, sizes, t_max, False, pre_t, pre_u)
-                pt, pu = (ev_times[lo:hi], ev_units[lo:hi]) if l == 1 else (pre_t[:n_ev], pre_u[:n_ev])
-                probe_potentials(pt, pu, w_bin, w_off[l - 1], n_pre, probes, V)
+                if l == 1:
+                    Vb = V0  # from the forward pass
+                else:
+                    n_ev = _layer_events(l - 1, times, n_off, sizes, t_max, False, pre_t, pre_u)
+                    probe_potentials(pre_t[:n_ev], pre_u[:n_ev], w_bin, w_off[l - 1], n_pre, probes, V)
+                    Vb = V
                 ob = n_off[l - 1]
                 signs = w_bin[w_off[l]:w_off[l + 1]].reshape(n_pre, n_post).T  # (post, pre)
                 for j in range(m):
@@ -191,7 +196,7 @@ def anytime_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, 
                             for i in range(n_pre):
                                 e_j[i] += x * b_h[i]
                     for i in range(n_pre):
-                        e_j[i] *= potential_window(V[j, i], theta_int[ob + i], times[ob + i] <= probes[j],
+                        e_j[i] *= potential_window(Vb[j, i], theta_int[ob + i], times[ob + i] <= probes[j],
                                                    window)
             # A pre spike in probe bucket c counts at probes c..m-1: suffix sums over j.
             for j in range(m - 2, -1, -1):
