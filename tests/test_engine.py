@@ -89,3 +89,30 @@ def test_rejects_mismatched_input_size():
     net = random_net(rng, [5, 3, 2], 10)
     with pytest.raises(ValueError, match="input units"):
         if_network_forward(net, random_latency_events(rng, 2, 6, 10))
+
+
+def test_layer0_probe_snapshots_are_the_potentials_and_change_no_spike():
+    """With probe times, ``if_network_sample`` records layer 0's potentials at the end of each
+    probe step (what ``probe_potentials`` sums from the input events), also for neurons that
+    fired long before, and gives the same spike times as without."""
+    from bstdg.engine.event import if_network_sample
+    from bstdg.learning import probe_potentials
+
+    rng = np.random.default_rng(11)
+    t_max, sizes = 30, (16, 12, 3)
+    net = random_net(rng, sizes, t_max, max_threshold=2)  # most hidden neurons fire early
+    W, w_off, sz, theta, n_off = net.packed()
+    events = random_multi_spike_events(rng, 5, sizes[0], t_max, mean_spikes=40)
+    probes = np.array([0, 3, 9, 29], np.int64)
+    plain = if_network_forward(net, events)
+    for s in range(len(events)):
+        lo, hi = events.ptr[s], events.ptr[s + 1]
+        times, potential = np.empty(15, np.int32), np.empty(3, np.int32)
+        snap = np.full((4, 12), -99, np.int32)
+        if_network_sample(events.times, events.units, lo, hi, W, w_off, sz, theta, n_off, t_max, False,
+                          times, potential, probes, snap)
+        np.testing.assert_array_equal(times, plain.times[s])
+        expected = np.zeros((4, 12), np.int32)
+        probe_potentials(events.times[lo:hi], events.units[lo:hi], W, 0, 12, probes, expected)
+        np.testing.assert_array_equal(snap, expected)
+    assert (plain.layer_times(0) < 5).mean() > 0.5  # the spent-layer shortcut would have applied
