@@ -1,11 +1,11 @@
-"""MNIST 784-600-10 accuracy benchmark: the default BSTDG rule against the S4NN-style
-ablation (no threshold training) and the mini-batch Adam recipe that was the default
-until 2026-12-01, same engine, same data, same seed, in one run.
+"""MNIST 784-600-10 accuracy benchmark: the default BSTDG rule (anytime loss) against the
+S4NN-style ablation (no threshold training) and the two earlier defaults (per-sample SGD
+and mini-batch Adam with the s4nn loss), same engine, same data, same seed, in one run.
 
     python benchmarks/mnist_accuracy.py --epochs 10 --out runs/bench-accuracy
     BSTDG_DATA=/path/to/datasets python benchmarks/mnist_accuracy.py --epochs 2 --limit-train 10000
 
-Writes ``OUT/accuracy.json`` (both runs' metrics.json contents) and each run's folder.
+Writes ``OUT/accuracy.json`` (every run's metrics.json contents) and each run's folder.
 """
 
 from __future__ import annotations
