@@ -487,7 +487,7 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, help="comparison folder, e.g. runs/compare-mnist")
     p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
     p.add_argument("--methods", default="bstdg,s4nn-rule,bptt,bptt-binary",
-                   help="comma-separated, from bstdg, s4nn-rule, bstdg-adam, bptt, bptt-binary, "
+                   help="comma-separated, from bstdg, s4nn-rule, bstdg-s4nn, bstdg-adam, bptt, bptt-binary, "
                         "quant-threshold, ann-convert (default bstdg,s4nn-rule,bptt,bptt-binary)")
     p.add_argument("--time-steps", default="16,64,256", help="values of T (default 16,64,256)")
     p.add_argument("--epochs", type=positive(int), default=1)

@@ -21,7 +21,7 @@ try:
     import torch  # noqa: F401
 except ImportError:
     HAVE_TORCH = False
-METHODS = ["bstdg", "s4nn-rule", "bstdg-adam"] + (["bptt", "bptt-binary"] if HAVE_TORCH else [])
+METHODS = ["bstdg", "s4nn-rule", "bstdg-s4nn", "bstdg-adam"] + (["bptt", "bptt-binary"] if HAVE_TORCH else [])
 
 
 @pytest.fixture(scope="module")
