@@ -74,25 +74,18 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
     (``bstdg/configs/<dataset>.toml``), the ``config`` file, explicit arguments (``None``:
     not given); a loss named nowhere is the optimizer's default (``TrainConfig``). Writes ``out/model.npz`` and
     ``out/metrics.json``; returns the metrics."""
-    from . import config as config_mod
     from .data.fetch import locate
-    from .learning import LearningRule
-    from .train import TrainConfig, run_training
+    from .train import run_training
 
-    user = config_mod.load_config(config) if config is not None else None
-    dataset, merged = config_mod.resolve(dataset, user)
+    dataset, config, merged = resolve_train_config(
+        dataset, config, dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max,
+                              optimizer=optimizer, batch_size=batch_size, lr_w=lr_w,
+                              lr_w_out=lr_w_out, lr_theta=lr_theta, lr_decay=lr_decay,
+                              hidden_margin=hidden_margin),
+        dict(loss=loss, margin=margin))
     data_dir = existing_data_dir(data_dir)
     locate(dataset, data_dir, merged.data)  # unknown or missing data: fail before any work
     writable_dir(out)
-    given = dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max, optimizer=optimizer,
-                 batch_size=batch_size, lr_w=lr_w, lr_w_out=lr_w_out, lr_theta=lr_theta,
-                 lr_decay=lr_decay, hidden_margin=hidden_margin)
-    try:
-        train = {**merged.train, **{k: v for k, v in given.items() if v is not None}}
-        rule = {**merged.rule, **{k: v for k, v in dict(loss=loss, margin=margin).items() if v is not None}}
-        config = TrainConfig(**train, rule=LearningRule(**rule))
-    except (TypeError, ValueError) as exc:
-        raise BstdgError(f"bad setting in {merged.source or 'the options'}: {exc}") from None
     layers = ",".join(str(n) for n in config.hidden)
     batches = f", batch {config.batch_size}" if config.optimizer == "adam" else ""
     print(f"training on {dataset}: hidden {layers}, {config.epochs} epochs, t_max {config.t_max}, "
@@ -116,6 +109,24 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
     print(f"  wall time          {result['train_wall_s']:.1f} s training, {total:.1f} s in all")
     print(f"  saved              {Path(out) / 'model.npz'}, {Path(out) / 'metrics.json'}")
     return result
+
+
+def resolve_train_config(dataset: str | None, config=None, train: dict | None = None,
+                         rule: dict | None = None):
+    """``(dataset, TrainConfig, merged RunConfig)``: the packaged config of ``dataset``, the
+    ``config`` file over it, then the ``train`` / ``rule`` settings that are not ``None``."""
+    from . import config as config_mod
+    from .learning import LearningRule
+    from .train import TrainConfig
+
+    user = config_mod.load_config(config) if config is not None else None
+    dataset, merged = config_mod.resolve(dataset, user)
+    try:
+        settings = {**merged.train, **{k: v for k, v in (train or {}).items() if v is not None}}
+        rules = {**merged.rule, **{k: v for k, v in (rule or {}).items() if v is not None}}
+        return dataset, TrainConfig(**settings, rule=LearningRule(**rules)), merged
+    except (TypeError, ValueError) as exc:
+        raise BstdgError(f"bad setting in {merged.source or 'the options'}: {exc}") from None
 
 
 def hidden_sizes(text: str) -> tuple:

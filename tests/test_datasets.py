@@ -218,7 +218,8 @@ def test_shd_binning_and_downsampling(tmp_path):
     units = [[3, 699, 3, 3, 10, 5, 6], [0]]
     write_official_layout(tmp_path / "shd_train.h5", times, units, [19, 0])
     write_official_layout(tmp_path / "shd_test.h5", [[0.1]], [[1]], [1])
-    split = load_events("shd", "train", 200, tmp_path, options={"duration_s": 1.0, "channels": 140})
+    split = load_events("shd", "train", 200, tmp_path,
+                        options={"duration_s": 1.0, "channels": 140, "time_windows": 1})
     ev = split.events
     assert ev.n_units == 140 and split.n_classes == 20
     assert list(split.labels) == [0, 19]  # round-robin over classes: label 0 first
@@ -227,14 +228,32 @@ def test_shd_binning_and_downsampling(tmp_path):
     assert list(ev.times[s]) == [0, 0, 1, 1, 199]
     assert list(ev.units[s]) == [0, 139, 0, 0, 2]
     assert split.encoder["kind"] == "spike-bins" and split.encoder["step_s"] == pytest.approx(0.005)
-    full = load_events("shd", "train", 200, tmp_path, options={"duration_s": 1.0})
+    full = load_events("shd", "train", 200, tmp_path,
+                       options={"duration_s": 1.0, "channels": 700, "time_windows": 1})
     assert full.events.n_units == 700
+
+
+def test_shd_time_windows_split_units_by_time(tmp_path):
+    times = [[0.0, 0.0049, 0.005, 0.2651, 0.9999]]
+    units = [[3, 699, 3, 10, 10]]
+    write_official_layout(tmp_path / "shd_train.h5", times, units, [4])
+    write_official_layout(tmp_path / "shd_test.h5", [[0.1]], [[1]], [1])
+    opts = {"duration_s": 1.0, "channels": 140, "time_windows": 4}
+    ev = load_events("shd", "train", 200, tmp_path, options=opts).events
+    # steps 0, 0, 1, 53, 199 -> windows of 50 steps 0, 0, 0, 1, 3; unit = channel + 140 * window
+    assert ev.n_units == 560
+    assert list(ev.times) == [0, 0, 1, 53, 199]
+    assert list(ev.units) == [0, 139, 0, 2 + 140, 2 + 420]
+    for bad in (0, 201):
+        with pytest.raises(DataError, match=r"time_windows must be 1..t_max \(200\), got " + str(bad)):
+            load_events("shd", "train", 200, tmp_path, options={**opts, "time_windows": bad})
 
 
 def test_shd_unsorted_times_are_sorted(tmp_path):
     write_official_layout(tmp_path / "shd_train.h5", [[0.5, 0.1, 0.3]], [[1, 2, 3]], [0])
     write_official_layout(tmp_path / "shd_test.h5", [[0.1]], [[1]], [0])
-    ev = load_events("shd", "train", 10, tmp_path, options={"duration_s": 1.0}).events
+    opts = {"duration_s": 1.0, "channels": 700, "time_windows": 1}
+    ev = load_events("shd", "train", 10, tmp_path, options=opts).events
     assert list(ev.times) == [1, 3, 5] and list(ev.units) == [2, 3, 1]
 
 
@@ -285,13 +304,13 @@ def test_shd_train_cli_with_config(tmp_path, capsys):
     data = tiny_shd(tmp_path / "data" / "shd")
     cfg = tmp_path / "my.toml"
     cfg.write_text('dataset = "shd"\nhidden = [12]\nepochs = 3\nt_max = 40\nchannels = 140\n'
-                   'batch_size = 4\n[rule]\nmargin = 2.0\n')
+                   'time_windows = 2\nbatch_size = 4\n[rule]\nmargin = 2.0\n')
     out = tmp_path / "run"
     status = main_cli(["train", "--config", str(cfg), "--epochs", "1", "--data-dir", str(data),
                        "--out", str(out)])
     assert status == 0, capsys.readouterr().err
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["dataset"] == "shd" and metrics["sizes"] == [140, 12, 20]
+    assert metrics["dataset"] == "shd" and metrics["sizes"] == [280, 12, 20]
     c = metrics["config"]
     assert c["epochs"] == 1 and c["t_max"] == 40 and c["hidden"] == [12]  # CLI over config
     assert c["batch_size"] == 4 and c["rule"]["margin"] == 2.0
@@ -338,9 +357,10 @@ def test_packaged_configs_are_valid():
 
 def test_options_reach_load_events(tmp_path):
     data = tiny_shd(tmp_path / "shd")
-    assert load_events("shd", "test", 20, data, options={"channels": 35}).events.n_units == 35
-    split = load_events("shd", "test", 20, data)
-    assert split.events.n_units == 700 and split.encoder["options"]["channels"] == 700
+    opts = {"channels": 35, "time_windows": 1}
+    assert load_events("shd", "test", 20, data, options=opts).events.n_units == 35
+    split = load_events("shd", "test", 40, data)  # the packaged options: 140 channels x 28 windows
+    assert split.events.n_units == 140 * 28 and split.encoder["options"]["channels"] == 140
 
 
 def test_shd_fetch_without_tonic(tmp_path, monkeypatch, capsys):
@@ -410,7 +430,7 @@ def test_fsdd_build_and_train_reader(tmp_path, capsys):
     opts = {"input_channels": 16, "channels": 16, "duration_s": 0.5}
     split = load_events("fsdd-spikes", "train", 50, tmp_path / "out", options=opts)
     assert split.n_classes == 10 and len(split.labels) == 3 * 2 * 2
-    assert list(split.labels[:3]) == [0, 1, 2] and split.events.n_units == 16
+    assert list(split.labels[:3]) == [0, 1, 2] and split.events.n_units == 16 * 20  # time_windows 20
     with pytest.raises(DataError, match="holds fsdd16_train.h5 but not fsdd70_train.h5"):
         load_events("fsdd-spikes", "train", 50, tmp_path / "out")
 
@@ -455,4 +475,5 @@ def test_shd_fetch_through_tonic(tmp_path, monkeypatch):
     monkeypatch.setitem(shd.DATASETS["shd"], "counts", {"train": 3, "test": 3})
     got = fetch("shd", tmp_path / "datasets")
     assert sorted(p.name for p in got.iterdir()) == ["shd_test.h5", "shd_train.h5"]
-    assert load_events("shd", "test", 10, tmp_path / "datasets").events.n_units == 700
+    opts = {"channels": 700, "time_windows": 1}
+    assert load_events("shd", "test", 10, tmp_path / "datasets", options=opts).events.n_units == 700

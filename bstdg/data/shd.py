@@ -13,7 +13,11 @@ so a channel may spike many times (hidden and output neurons still fire at most 
 spike at ``t`` seconds goes to time step ``floor(t / (duration_s / t_max))``; spikes at or
 after ``duration_s`` are dropped. Channel ``u`` becomes input unit
 ``u * channels // n_channels`` (``channels`` < ``n_channels`` sums neighbouring channels,
-e.g. 700 -> 140 merges 5 into 1; spikes are never merged, only relabelled). Samples are
+e.g. 700 -> 140 merges 5 into 1; spikes are never merged, only relabelled). Option
+``time_windows`` K > 1 also splits each channel by time: a spike at step ``s`` goes to unit
+``c + channels * floor(s * K / t_max)``, so the network has ``channels * K`` inputs and a
+weight per (channel, time window) instead of one per channel; every spike is still kept,
+at its own step (``time_windows = 1``: no split). Samples are
 ordered round-robin over the classes (file order within a class), so ``limit`` N takes a
 balanced subset.
 """
@@ -224,28 +228,33 @@ def reorder(sf: SpikeFile, index: np.ndarray) -> SpikeFile:
                      None if sf.speakers is None else sf.speakers[index], sf.keys)
 
 
-def bin_spikes(sf: SpikeFile, t_max: int, duration_s: float, channels: int) -> SpikeEvents:
-    """Integer-step events (see the module docstring): step = floor(t / (duration_s / t_max))."""
+def bin_spikes(sf: SpikeFile, t_max: int, duration_s: float, channels: int,
+               time_windows: int = 1) -> SpikeEvents:
+    """Integer-step events (see the module docstring): step = floor(t / (duration_s / t_max)),
+    unit = channel after downsampling + channels * time window of the step."""
     if t_max < 2:
         raise DataError(f"t_max must be at least 2 time steps, got {t_max}")
     if not duration_s > 0:
         raise DataError(f"duration_s must be positive, got {duration_s}")
     if not 1 <= channels <= sf.n_channels:
         raise DataError(f"channels must be 1..{sf.n_channels}, got {channels}")
+    if not 1 <= time_windows <= t_max:
+        raise DataError(f"time_windows must be 1..t_max ({t_max}), got {time_windows}")
     # + 1e-6 step: a time stored as float32 just below a step boundary (0.005 s is
     # 0.0049999999) lands on the step it was written for.
     step = np.floor(sf.times * (t_max / duration_s) + 1e-6)
     keep = step < t_max
     owner = np.repeat(np.arange(len(sf)), np.diff(sf.ptr))[keep]
     steps = step[keep].astype(np.int64)
-    units = sf.units[keep] * channels // sf.n_channels
+    units = sf.units[keep] * channels // sf.n_channels + channels * (steps * time_windows // t_max)
     key = owner * t_max + steps
     if key.size and (np.diff(key) < 0).any():  # not time-sorted within a sample
         order = np.argsort(key, kind="stable")
         steps, units, owner = steps[order], units[order], owner[order]
     ptr = np.zeros(len(sf) + 1, np.int64)
     np.cumsum(np.bincount(owner, minlength=len(sf)), out=ptr[1:])
-    return SpikeEvents(steps.astype(np.int32), units.astype(np.int32), ptr, int(channels))
+    return SpikeEvents(steps.astype(np.int32), units.astype(np.int32), ptr,
+                       int(channels) * int(time_windows))
 
 
 def encoder_info(name: str, t_max: int, options: dict, n_channels: int) -> dict:
@@ -253,7 +262,8 @@ def encoder_info(name: str, t_max: int, options: dict, n_channels: int) -> dict:
     return {"kind": "spike-bins", "t_max": t_max, "options": dict(options),
             "source_channels": n_channels, "step_s": duration / t_max,
             "formula": "step = floor(t / (duration_s / t_max)), spikes at t >= duration_s dropped; "
-                       "unit = u * channels // source_channels; every spike kept"}
+                       "unit = u * channels // source_channels "
+                       "+ channels * floor(step * time_windows / t_max); every spike kept"}
 
 
 def load_split(name: str, split: str, t_max: int, data_dir, options: dict,
@@ -269,7 +279,8 @@ def load_split(name: str, split: str, t_max: int, data_dir, options: dict,
                          DATASETS[name]["classes"])
     if limit is not None:
         sf = reorder(sf, np.arange(min(limit, len(sf))))
-    events = bin_spikes(sf, t_max, float(options["duration_s"]), int(options["channels"]))
+    events = bin_spikes(sf, t_max, float(options["duration_s"]), int(options["channels"]),
+                        int(options["time_windows"]))
     return events, sf.labels, encoder_info(name, t_max, options, n_channels)
 
 
