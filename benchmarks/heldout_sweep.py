@@ -58,10 +58,7 @@ def main(dataset=None, config=None, n_val=5000, split_seed=0, hidden_offset=(0,)
     rows = []
     for offset in hidden_offset:
         for theta in theta_out:
-            candidate = net.copy()
-            candidate.theta[:net.n_off[-2]] += offset
-            if theta is not None:
-                candidate.threshold(net.n_layers - 1)[:] = theta
+            candidate = net.with_thresholds(offset, theta)
             ev = evaluate(candidate, val, train.labels[val_idx])
             et = evaluate(candidate, test.events, test.labels)
             rows.append({"hidden_offset": offset, "theta_out": theta, "heldout_accuracy": ev.accuracy,

@@ -33,10 +33,7 @@ def main(model, theta_out=(None,), hidden_offset=(0,), split="test", limit=None,
     rows = []
     for offset in hidden_offset:
         for theta in theta_out:
-            candidate = net.copy()
-            candidate.theta[:net.n_off[-2]] += offset
-            if theta is not None:
-                candidate.threshold(net.n_layers - 1)[:] = theta
+            candidate = net.with_thresholds(offset, theta)
             ev = evaluate(candidate, data.events, data.labels)
             rows.append({"hidden_offset": offset, "theta_out": theta, **ev.test_metrics()})
             print(f"hidden {offset:+d}  theta_out {theta if theta is not None else 'saved':>5}  "

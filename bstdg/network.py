@@ -51,6 +51,16 @@ class BinarySNN:
     def copy(self) -> "BinarySNN":
         return BinarySNN(self.sizes, self.t_max, self.w.copy(), self.theta.copy(), self.meta)
 
+    def with_thresholds(self, hidden_offset: float = 0, theta_out: float | None = None) -> "BinarySNN":
+        """A copy with every hidden threshold raised by ``hidden_offset`` and, unless
+        ``theta_out`` is None, every output threshold set to it (the hidden margin and the
+        output threshold of docs/learning.md)."""
+        net = self.copy()
+        net.theta[:self.n_off[-2]] += hidden_offset
+        if theta_out is not None:
+            net.threshold(self.n_layers - 1)[:] = theta_out
+        return net
+
     def integer_thresholds(self) -> np.ndarray:
         return np.maximum(np.ceil(self.theta - 1e-4), 1).astype(np.int32)
 

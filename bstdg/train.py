@@ -164,10 +164,7 @@ class Trainer:
         """The network to evaluate, save and export: :meth:`averaged`, with every hidden
         threshold raised by the hidden margin (``TrainConfig.margin``)."""
         net, margin = self.averaged(), self.config.margin()
-        if margin:
-            net = net.copy() if net is self.net else net
-            net.theta[:net.n_off[-2]] += margin
-        return net
+        return net.with_thresholds(margin) if margin else net
 
     def averaged(self) -> BinarySNN:
         """The network to evaluate and save: a copy of the running average of the latent

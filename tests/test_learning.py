@@ -311,6 +311,12 @@ def test_hidden_margin_raises_the_saved_hidden_thresholds_only():
     np.testing.assert_array_equal(model.integer_thresholds()[20:], net.integer_thresholds()[20:])
     np.testing.assert_array_equal(model.w, net.w)
     assert Trainer(net, replace(config, hidden_margin=0)).model() is net
+    # the sweeps' variant: output thresholds set as well, the original untouched
+    theta = net.theta.copy()
+    swept = net.with_thresholds(-2, theta_out=9.0)
+    np.testing.assert_array_equal(swept.theta[:20], theta[:20] - 2)
+    np.testing.assert_array_equal(swept.theta[20:], [9.0, 9.0])
+    np.testing.assert_array_equal(net.theta, theta)
 
 
 def test_initial_networks_of_the_two_optimizers():
