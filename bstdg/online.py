@@ -113,9 +113,7 @@ def sgd_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, size
                         _update_row(w, w_bin, w_off[l] + i * n_post, pre[i], post, delta, lr_w[l], g)
             if learn_theta[l]:
                 for j in range(n_post):
-                    u = n_off[l] + j
-                    theta[u] = max(theta[u] - lr_theta * delta[j], 1.0)
-                    theta_int[u] = max(np.int32(np.ceil(theta[u] - np.float32(1e-4))), 1)
+                    _step_threshold(theta, theta_int, n_off[l] + j, lr_theta * delta[j])
             if l > 0:
                 for i in range(n_pre):
                     delta[i] = delta_pre[i]
@@ -132,6 +130,14 @@ def _update_row(w, w_bin, row, ti, post, delta, lr, g):
             v = min(max(v, -1.0), 1.0)
             w[row + j] = v
             w_bin[row + j] = 1 if v >= 0 else -1
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _step_threshold(theta, theta_int, u, step):
+    """``theta[u] -= step``, clipped to ``>= 1``, and its integer copy refreshed as
+    :meth:`bstdg.network.BinarySNN.integer_thresholds` rounds it."""
+    theta[u] = max(theta[u] - step, 1.0)
+    theta_int[u] = max(np.int32(np.ceil(theta[u] - np.float32(1e-4))), 1)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -209,8 +215,7 @@ def anytime_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, 
             if learn_theta[l]:
                 for h in range(n_post):
                     if err[0, h] != 0.0:  # the sum over all probes
-                        theta[o + h] = max(theta[o + h] - lr_theta * err[0, h], 1.0)
-                        theta_int[o + h] = max(np.int32(np.ceil(theta[o + h] - np.float32(1e-4))), 1)
+                        _step_threshold(theta, theta_int, o + h, lr_theta * err[0, h])
             err, err_below = err_below, err
     return total
 
