@@ -158,14 +158,14 @@ def run_benchmark(model=None, samples: int = 10000, dense_samples: int = 256, re
                   data_dir=None) -> dict:
     """All figures in one run, on the first ``samples`` test (inference) and training
     (training throughput) samples of the model's dataset (MNIST for the fresh network)."""
-    from .data import load_events
+    from .data import load_events, trained_options
 
     if model is None:
         net, dataset, t_max = None, "mnist", TrainConfig().t_max
     else:
         net, dataset = load_model(model)
         t_max = net.t_max
-    options = (net.meta.get("encoder") or {}).get("options") if net is not None else None
+    options = trained_options(dataset, net.meta) if net is not None else None
     train = load_events(dataset, "train", t_max, data_dir, samples, options=options)
     test = load_events(dataset, "test", t_max, data_dir, samples, options=options)
     if net is None:

@@ -162,13 +162,12 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     """Evaluate the model of ``run`` (a run folder or its model.npz) on the test split of
     the dataset it was trained on, with the event engine or the dense reference."""
     from .bench import check_inputs, load_model, warm_up
-    from .data import load_events
+    from .data import load_events, trained_options
     from .evaluation import evaluate
 
     net, dataset = load_model(run)
-    options = (net.meta.get("encoder") or {}).get("options")  # as the model was trained
     test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test,
-                       options=options)
+                       options=trained_options(dataset, net.meta))
     check_inputs(net, test.events, dataset)
     if engine == "event":
         warm_up(net, test.events)  # load/compile the kernel outside the timed evaluation
@@ -252,11 +251,10 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
         events = export_mod.random_events(random_inputs, net.sizes[0], net.t_max)
         where = f"{random_inputs:,} random latency-coded inputs"
     elif verify:  # data first: a missing dataset fails before anything is written
-        from .data import load_events
+        from .data import load_events, trained_options
 
-        options = (net.meta.get("encoder") or {}).get("options")  # as the model was trained
         test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test,
-                           **({"options": options} if options else {}))
+                           options=trained_options(dataset, net.meta))
         check_inputs(net, test.events, dataset)
         events, where = test.events, f"{len(test.labels):,} {dataset} test samples"
     path = export_mod.write(format, exported, out)

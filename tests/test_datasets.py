@@ -17,7 +17,7 @@ from PIL import Image
 
 from bstdg import config as config_mod
 from bstdg.cli import DATASET_CHOICES, LOSS_CHOICES, main_cli
-from bstdg.data import DATASET_NAMES, load_events
+from bstdg.data import DATASET_NAMES, load_events, trained_options
 from bstdg.data import caltech, fsdd, shd
 from bstdg.data import fetch as fetch_mod
 from bstdg.data.fetch import data_list, fetch, locate, verify
@@ -69,12 +69,21 @@ SMALL = {"height": 16, "width": 24}
 def test_caltech_split_folders(tmp_path):
     root = write_split_folders(tmp_path / "caltech-face-motor")
     split = load_events("caltech-face-motor", "train", 32, tmp_path, options=SMALL)
-    assert split.events.n_units == 2 * 16 * 24 and split.n_classes == 2
+    # the packaged front end: 4 Gabor orientations, max-pooled over 4 x 4 blocks
+    assert split.events.n_units == 4 * 4 * 6 and split.n_classes == 2
     assert list(split.labels) == [0, 1] * 4  # classes interleaved
-    assert split.encoder["kind"] == "dog-latency" and split.encoder["options"]["height"] == 16
-    assert split.encoder["input_shape"] == [2, 16, 24]
+    assert split.encoder["kind"] == "gabor-latency" and split.encoder["options"]["height"] == 16
+    assert split.encoder["input_shape"] == [4, 4, 6]
     assert (np.diff(split.events.ptr) > 0).all()
     assert split.events.times.min() == 0 and split.events.times.max() < 32
+    dog = load_events("caltech-face-motor", "train", 32, tmp_path,
+                      options={**SMALL, "filter": "dog", "pool": 1})
+    assert dog.encoder["kind"] == "dog-latency" and dog.encoder["input_shape"] == [2, 16, 24]
+    assert dog.events.n_units == 2 * 16 * 24
+    with pytest.raises(DataError, match='filter must be "gabor" or "dog", got \'sobel\''):
+        load_events("caltech-face-motor", "train", 32, tmp_path, options={**SMALL, "filter": "sobel"})
+    with pytest.raises(DataError, match=r"pool must be 1\.\.16 for 16x24 images, got 20"):
+        load_events("caltech-face-motor", "train", 32, tmp_path, options={**SMALL, "pool": 20})
     limited = load_events("caltech-face-motor", "test", 32, root, limit=3, options=SMALL)
     assert list(limited.labels) == [0, 1, 0]
 
@@ -120,6 +129,30 @@ def test_dog_filter():
     maps = caltech.dog_responses(dot, 1.0, 2.0, 7)
     assert maps[0, 0].max() == 1.0 and np.unravel_index(maps[0, 0].argmax(), (20, 20)) == (10, 10)
     assert maps[0, 1, 10, 10] == 0 and maps[0, 1].max() > 0  # the off-centre ring around it
+
+
+def test_gabor_filter():
+    flat = np.full((1, 20, 20), 0.5)
+    assert not caltech.gabor_responses(flat, 7, 5.0, 2.0, 0.5, 4).any()
+    kernels = caltech.gabor_kernels(7, 5.0, 2.0, 0.5, 4)
+    assert kernels.shape == (4, 7, 7)
+    assert np.allclose(kernels.sum(axis=(1, 2)), 0) and np.allclose(np.abs(kernels).sum(axis=(1, 2)), 1)
+    assert np.allclose(kernels[2], kernels[0].T)  # 90 degrees: the 0-degree kernel transposed
+    bar = np.zeros((1, 20, 20))
+    bar[0, :, 10] = 1.0  # a vertical line: the 0-degree filter (cosine along x) answers it
+    maps = caltech.gabor_responses(bar, 7, 5.0, 2.0, 0.5, 4)
+    assert maps.shape == (1, 4, 20, 20) and maps.max() == 1.0
+    assert np.unravel_index(maps[0].argmax(), (4, 20, 20))[0] == 0 and maps[0, 0, 10, 10] == 1.0
+    assert maps[0, 2].max() < 0.05  # the horizontal filter barely sees it
+
+
+def test_max_pool():
+    maps = np.arange(2 * 5 * 6, dtype=float).reshape(1, 2, 5, 6)
+    pooled = caltech.max_pool(maps, 2)
+    assert pooled.shape == (1, 2, 2, 3)  # the odd last row is dropped
+    assert pooled[0, 0].tolist() == [[7, 9, 11], [19, 21, 23]]
+    assert pooled[0, 1, 0, 0] == 30 + 7
+    assert caltech.max_pool(maps, 1) is maps
 
 
 def test_caltech_bad_inputs(tmp_path, capsys):
@@ -477,3 +510,15 @@ def test_shd_fetch_through_tonic(tmp_path, monkeypatch):
     assert sorted(p.name for p in got.iterdir()) == ["shd_test.h5", "shd_train.h5"]
     opts = {"channels": 700, "time_windows": 1}
     assert load_events("shd", "test", 10, tmp_path / "datasets", options=opts).events.n_units == 700
+
+
+def test_trained_options_complete_earlier_models():
+    """A Caltech model saved before the Gabor front end re-encodes with the DoG maps it was
+    trained on; a model's own options win; no recorded options: the packaged defaults."""
+    old = {"encoder": {"kind": "dog-latency", "options": {"height": 80, "width": 125}}}
+    assert trained_options("caltech-face-motor", old) == {"filter": "dog", "pool": 1,
+                                                          "height": 80, "width": 125}
+    new = {"encoder": {"options": {"filter": "gabor", "pool": 4}}}
+    assert trained_options("caltech-face-motor", new) == {"filter": "gabor", "pool": 4}
+    assert trained_options("mnist", {"encoder": {"options": {}}}) is None
+    assert trained_options("fsdd-spikes", {}) is None

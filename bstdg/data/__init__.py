@@ -44,6 +44,21 @@ def dataset_options(name: str, options: dict | None = None) -> dict:
     return check_data_options(name, dict(options or {}), f"{name} options")
 
 
+# Options added after models were first saved, with the value those models were encoded with:
+# Caltech models saved before the Gabor front end (2026-12-02) used the DoG maps unpooled.
+EARLIER_DEFAULTS = {"caltech-face-motor": {"filter": "dog", "pool": 1}}
+
+
+def trained_options(dataset: str, meta: dict) -> dict | None:
+    """The dataset options a model was trained with (its ``meta["encoder"]["options"]``),
+    completed with :data:`EARLIER_DEFAULTS` for models saved before an option existed;
+    ``None`` when the model records none (the packaged defaults then apply)."""
+    options = (meta.get("encoder") or {}).get("options")
+    if not options:
+        return None
+    return {**EARLIER_DEFAULTS.get(dataset, {}), **options}
+
+
 def load_events(name: str, split: str, t_max: int, data_dir=None, limit: int | None = None,
                 *, options: dict | None = None) -> EncodedSplit:
     """Read ``split`` (``train``/``test``) of dataset ``name`` and encode it as spikes.

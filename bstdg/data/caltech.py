@@ -1,4 +1,4 @@
-"""Caltech101 Faces vs Motorbikes: JPEG folders to on/off-centre DoG latency spikes.
+"""Caltech101 Faces vs Motorbikes: JPEG folders to Gabor or DoG latency spikes.
 
 Two layouts are accepted (see ``datasets/README.md``):
 
@@ -10,14 +10,23 @@ Two layouts are accepted (see ``datasets/README.md``):
 
 Encoding (options with their defaults in ``bstdg/configs/caltech-face-motor.toml``): each
 image is converted to grayscale (RGB and grayscale JPEGs may be mixed), resized to
-``height`` x ``width`` (bilinear) and scaled to [0, 1]; a difference of Gaussians
-``DoG = G(dog_sigma_centre) - G(dog_sigma_surround)`` (``dog_size`` x ``dog_size``
-window, each Gaussian normalised to sum 1, reflected borders) gives an on-centre map
-``max(DoG, 0)`` and an off-centre map ``max(-DoG, 0)``. Both maps are divided by the
-image's strongest response and latency-coded with :func:`~bstdg.encoding.encode_latency`:
-the strongest response spikes at step 0, responses at or below ``floor`` never spike.
-Input unit ``y * width + x`` is the on-centre response at pixel (y, x), unit
-``height * width + y * width + x`` the off-centre one.
+``height`` x ``width`` (bilinear) and scaled to [0, 1], then filtered (reflected borders)
+into feature maps by one of two front ends (``filter``):
+
+* ``"gabor"`` (default): ``gabor_orientations`` even (cosine) Gabor filters
+  ``exp(-(x'^2 + aspect^2 y'^2) / (2 sigma^2)) cos(2 pi x' / wavelength)``, ``x'`` along
+  orientation ``k * 180 / orientations`` degrees (``gabor_size`` x ``gabor_size`` window,
+  zero mean, absolute weights summing to 1); one map ``|response|`` per orientation:
+  edges and bars of either polarity.
+* ``"dog"``: a difference of Gaussians ``G(dog_sigma_centre) - G(dog_sigma_surround)``
+  (``dog_size`` x ``dog_size`` window, each Gaussian normalised to sum 1) gives an
+  on-centre map ``max(DoG, 0)`` and an off-centre map ``max(-DoG, 0)``.
+
+All maps of an image are divided by its strongest response, optionally max-pooled over
+``pool`` x ``pool`` blocks (the earliest spike of a block, in latency terms) and
+latency-coded with :func:`~bstdg.encoding.encode_latency`: the strongest response spikes at
+step 0, responses at or below ``floor`` never spike. Input unit ``(c * H + y) * W + x`` is
+map ``c`` at pooled pixel (y, x), ``H = height // pool``, ``W = width // pool``.
 """
 
 from __future__ import annotations
@@ -154,42 +163,116 @@ def gaussian_1d(sigma: float, size: int) -> np.ndarray:
     return g / g.sum()
 
 
-def _blur(images: np.ndarray, sigma: float, size: int) -> np.ndarray:
-    """Separable Gaussian blur of ``(N, H, W)`` with reflected borders."""
-    k = gaussian_1d(sigma, size)
+def _correlate(images: np.ndarray, kernels: np.ndarray) -> np.ndarray:
+    """``(N, H, W)`` images correlated with ``(C, k, k)`` kernels (reflected borders):
+    ``(N, C, H, W)``."""
+    size = kernels.shape[-1]
     r = size // 2
     padded = np.pad(images, ((0, 0), (r, r), (r, r)), mode="reflect")
-    rows = sum(k[i] * padded[:, i:i + images.shape[1], :] for i in range(size))
-    return sum(k[i] * rows[:, :, i:i + images.shape[2]] for i in range(size))
+    h, w = images.shape[1:]
+    out = np.zeros((len(images), len(kernels), h, w))
+    for i in range(size):
+        for j in range(size):
+            out += kernels[None, :, i, j, None, None] * padded[:, None, i:i + h, j:j + w]
+    return out
+
+
+def _check_window(images: np.ndarray, size: int, what: str) -> None:
+    if size < 3 or size % 2 == 0:
+        raise DataError(f"{NAME}: {what} must be odd and at least 3, got {size}")
+    if min(images.shape[1:]) <= size // 2:
+        raise DataError(f"{NAME}: images of {images.shape[1]}x{images.shape[2]} are too small "
+                        f"for a {size}x{size} filter window")
+
+
+def _scale_to_peak(maps: np.ndarray) -> np.ndarray:
+    """Each image's maps divided by their largest value (all zero stays zero)."""
+    maps[np.abs(maps) < 1e-9] = 0.0  # rounding noise of a flat region is no edge
+    peak = maps.reshape(len(maps), -1).max(axis=1)
+    scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0)
+    return maps * scale[:, None, None, None]
 
 
 def dog_responses(images: np.ndarray, sigma_centre: float, sigma_surround: float,
                   size: int) -> np.ndarray:
     """On- and off-centre DoG responses ``(N, 2, H, W)``, each image divided by its largest
     response (all zero for a flat image)."""
-    if size < 3 or size % 2 == 0:
-        raise DataError(f"{NAME}: dog_size must be odd and at least 3, got {size}")
+    _check_window(images, size, "dog_size")
     if not 0 < sigma_centre < sigma_surround:
         raise DataError(f"{NAME}: need 0 < dog_sigma_centre < dog_sigma_surround, got "
                         f"{sigma_centre}, {sigma_surround}")
-    if min(images.shape[1:]) <= size // 2:
-        raise DataError(f"{NAME}: images of {images.shape[1]}x{images.shape[2]} are too small "
-                        f"for a {size}x{size} DoG window")
-    dog = _blur(images, sigma_centre, size) - _blur(images, sigma_surround, size)
-    dog[np.abs(dog) < 1e-9] = 0.0  # rounding noise of a flat region is no edge
-    maps = np.stack([np.maximum(dog, 0.0), np.maximum(-dog, 0.0)], axis=1)
-    peak = maps.reshape(len(maps), -1).max(axis=1)
-    scale = np.where(peak > 0, 1.0 / np.where(peak > 0, peak, 1.0), 0.0)
-    return maps * scale[:, None, None, None]
+    kernel = (np.outer(gaussian_1d(sigma_centre, size), gaussian_1d(sigma_centre, size))
+              - np.outer(gaussian_1d(sigma_surround, size), gaussian_1d(sigma_surround, size)))
+    dog = _correlate(images, kernel[None])[:, 0]
+    return _scale_to_peak(np.stack([np.maximum(dog, 0.0), np.maximum(-dog, 0.0)], axis=1))
 
 
-def encoder_info(t_max: int, options: dict) -> dict:
-    h, w = int(options["height"]), int(options["width"])
-    return {"kind": "dog-latency", "t_max": t_max, "options": dict(options),
-            "input_shape": [2, h, w],
-            "units": "on-centre map row-major (y * width + x), then off-centre map",
-            "formula": "r = DoG response / image max; t = round((1 - r) * (t_max - 1)); "
-                       "no spike if r <= floor"}
+def gabor_kernels(size: int, wavelength: float, sigma: float, aspect: float,
+                  orientations: int) -> np.ndarray:
+    """``(orientations, size, size)`` even Gabor kernels (see the module docstring),
+    each zero-mean with absolute weights summing to 1; lengths in pixels."""
+    r = size // 2
+    y, x = np.mgrid[-r:r + 1, -r:r + 1].astype(np.float64)
+    kernels = []
+    for k in range(orientations):
+        angle = np.pi * k / orientations
+        along = x * np.cos(angle) + y * np.sin(angle)
+        across = -x * np.sin(angle) + y * np.cos(angle)
+        g = (np.exp(-(along ** 2 + aspect ** 2 * across ** 2) / (2 * sigma ** 2))
+             * np.cos(2 * np.pi * along / wavelength))
+        g -= g.mean()
+        kernels.append(g / np.abs(g).sum())
+    return np.stack(kernels)
+
+
+def gabor_responses(images: np.ndarray, size: int, wavelength: float, sigma: float,
+                    aspect: float, orientations: int) -> np.ndarray:
+    """``|response|`` of each Gabor orientation ``(N, orientations, H, W)``, each image
+    divided by its largest response (all zero for a flat image)."""
+    _check_window(images, size, "gabor_size")
+    if orientations < 1 or wavelength <= 0 or sigma <= 0 or aspect <= 0:
+        raise DataError(f"{NAME}: gabor_orientations must be at least 1 and gabor_wavelength, "
+                        f"gabor_sigma, gabor_aspect positive")
+    kernels = gabor_kernels(size, wavelength, sigma, aspect, orientations)
+    return _scale_to_peak(np.abs(_correlate(images, kernels)))
+
+
+def max_pool(maps: np.ndarray, pool: int) -> np.ndarray:
+    """``(N, C, H, W)`` -> ``(N, C, H // pool, W // pool)``, the maximum of each block
+    (a ragged last row/column of blocks is dropped)."""
+    if pool == 1:
+        return maps
+    n, c, h, w = maps.shape
+    if pool < 1 or pool > min(h, w):
+        raise DataError(f"{NAME}: pool must be 1..{min(h, w)} for {h}x{w} images, got {pool}")
+    h2, w2 = h // pool, w // pool
+    blocks = maps[:, :, :h2 * pool, :w2 * pool].reshape(n, c, h2, pool, w2, pool)
+    return blocks.max(axis=(3, 5))
+
+
+def feature_maps(images: np.ndarray, options: dict) -> np.ndarray:
+    """The encoder's front end: ``(N, H, W)`` images in [0, 1] to ``(N, C, H', W')`` maps
+    in [0, 1] (filter, scale to the image's peak, pool)."""
+    kind = options["filter"]
+    if kind == "gabor":
+        maps = gabor_responses(images, int(options["gabor_size"]), float(options["gabor_wavelength"]),
+                               float(options["gabor_sigma"]), float(options["gabor_aspect"]),
+                               int(options["gabor_orientations"]))
+    elif kind == "dog":
+        maps = dog_responses(images, float(options["dog_sigma_centre"]),
+                             float(options["dog_sigma_surround"]), int(options["dog_size"]))
+    else:
+        raise DataError(f"{NAME}: filter must be \"gabor\" or \"dog\", got {kind!r}")
+    return max_pool(maps, int(options["pool"]))
+
+
+def encoder_info(t_max: int, options: dict, input_shape) -> dict:
+    return {"kind": f"{options['filter']}-latency", "t_max": t_max, "options": dict(options),
+            "input_shape": [int(n) for n in input_shape],
+            "units": "(map * H + y) * W + x; maps: Gabor orientations, or DoG on- then "
+                     "off-centre",
+            "formula": "r = filter response / image max (then max-pooled); "
+                       "t = round((1 - r) * (t_max - 1)); no spike if r <= floor"}
 
 
 def load_split(split: str, t_max: int, data_dir, options: dict, limit: int | None = None):
@@ -203,14 +286,13 @@ def load_split(split: str, t_max: int, data_dir, options: dict, limit: int | Non
     h, w = int(options["height"]), int(options["width"])
     if h < 1 or w < 1:
         raise DataError(f"{NAME}: height and width must be positive, got {h}x{w}")
-    images = np.stack([read_gray(p, h, w) for p in paths]) if paths else np.zeros((0, h, w))
-    maps = dog_responses(images, float(options["dog_sigma_centre"]),
-                         float(options["dog_sigma_surround"]), int(options["dog_size"]))
     floor = float(options["floor"])
     if not 0 <= floor < 1:
         raise DataError(f"{NAME}: floor must be in [0, 1), got {floor}")
+    images = np.stack([read_gray(p, h, w) for p in paths]) if paths else np.zeros((0, h, w))
+    maps = feature_maps(images, options)
     times = encode_latency(maps.reshape(len(maps), -1), t_max, floor=floor)
-    return times_to_events(times, t_max), labels, encoder_info(t_max, options)
+    return times_to_events(times, t_max), labels, encoder_info(t_max, options, maps.shape[1:])
 
 
 # --- verify ------------------------------------------------------------------------------
