@@ -282,23 +282,6 @@ def test_shd_time_windows_split_units_by_time(tmp_path):
             load_events("shd", "train", 200, tmp_path, options={**opts, "time_windows": bad})
 
 
-def test_shd_time_stretch_maps_quantiles_to_the_window(tmp_path):
-    write_official_layout(tmp_path / "shd_train.h5", [[0.1, 0.2, 0.3, 0.4, 0.5], [0.7]],
-                          [[1, 2, 3, 4, 5], [6]], [0, 1])
-    write_official_layout(tmp_path / "shd_test.h5", [[0.1]], [[1]], [0])
-    opts = {"duration_s": 1.0, "channels": 700, "time_windows": 1, "time_stretch": 0.25}
-    ev = load_events("shd", "train", 10, tmp_path, options=opts).events
-    # quantiles 0.25 / 0.75 of sample 0 are 0.2 s / 0.4 s: they become step 0 and the last
-    # step (9); 0.3 s is halfway (step 5); 0.1 s and 0.5 s are clipped to the ends
-    assert list(ev.times[:5]) == [0, 0, 5, 9, 9] and list(ev.units[:5]) == [1, 2, 3, 4, 5]
-    assert list(ev.times[5:]) == [0]  # one spike: no span to stretch, it starts the window
-    plain = load_events("shd", "train", 10, tmp_path, options={**opts, "time_stretch": 0.0}).events
-    assert list(plain.times[:5]) == [1, 2, 3, 4, 5]
-    for bad in (0.5, -0.1):
-        with pytest.raises(DataError, match=r"time_stretch must be 0 \(off\) or in \(0, 0.5\)"):
-            load_events("shd", "train", 10, tmp_path, options={**opts, "time_stretch": bad})
-
-
 def test_shd_unsorted_times_are_sorted(tmp_path):
     write_official_layout(tmp_path / "shd_train.h5", [[0.5, 0.1, 0.3]], [[1, 2, 3]], [0])
     write_official_layout(tmp_path / "shd_test.h5", [[0.1]], [[1]], [0])

@@ -17,12 +17,7 @@ e.g. 700 -> 140 merges 5 into 1; spikes are never merged, only relabelled). Opti
 ``time_windows`` K > 1 also splits each channel by time: a spike at step ``s`` goes to unit
 ``c + channels * floor(s * K / t_max)``, so the network has ``channels * K`` inputs and a
 weight per (channel, time window) instead of one per channel; every spike is still kept,
-at its own step (``time_windows = 1``: no split). Option ``time_stretch`` q > 0 first
-maps each sample's time axis linearly so that the q- and (1 - q)-quantiles of its spike
-times land on the first and the last step (spikes outside them are clipped to those
-ends): utterances of different lengths then fill the same steps and time windows. It
-needs the whole recording, so it is offline preprocessing (``0``: times as recorded).
-Samples are
+at its own step (``time_windows = 1``: no split). Samples are
 ordered round-robin over the classes (file order within a class), so ``limit`` N takes a
 balanced subset.
 """
@@ -233,27 +228,10 @@ def reorder(sf: SpikeFile, index: np.ndarray) -> SpikeFile:
                      None if sf.speakers is None else sf.speakers[index], sf.keys)
 
 
-def stretch_times(sf: SpikeFile, quantile: float, duration_s: float) -> np.ndarray:
-    """Spike times (seconds) of every sample mapped linearly from its ``[quantile,
-    1 - quantile]`` spike-time quantiles onto ``[0, duration_s]``, clipped to that range."""
-    if not 0 < quantile < 0.5:
-        raise DataError(f"time_stretch must be 0 (off) or in (0, 0.5), got {quantile}")
-    out = np.empty(len(sf.times), np.float64)
-    for b in range(len(sf)):
-        t = sf.times[sf.ptr[b]:sf.ptr[b + 1]].astype(np.float64)
-        if t.size == 0:
-            continue
-        lo, hi = np.quantile(t, [quantile, 1.0 - quantile])
-        span = hi - lo if hi > lo else 1.0
-        out[sf.ptr[b]:sf.ptr[b + 1]] = np.clip((t - lo) * (duration_s / span), 0.0, duration_s)
-    return out
-
-
 def bin_spikes(sf: SpikeFile, t_max: int, duration_s: float, channels: int,
-               time_windows: int = 1, time_stretch: float = 0.0) -> SpikeEvents:
-    """Integer-step events (see the module docstring): step = floor(t / (duration_s / t_max))
-    of the (optionally stretched) time t, unit = channel after downsampling + channels *
-    time window of the step."""
+               time_windows: int = 1) -> SpikeEvents:
+    """Integer-step events (see the module docstring): step = floor(t / (duration_s / t_max)),
+    unit = channel after downsampling + channels * time window of the step."""
     if t_max < 2:
         raise DataError(f"t_max must be at least 2 time steps, got {t_max}")
     if not duration_s > 0:
@@ -264,10 +242,7 @@ def bin_spikes(sf: SpikeFile, t_max: int, duration_s: float, channels: int,
         raise DataError(f"time_windows must be 1..t_max ({t_max}), got {time_windows}")
     # + 1e-6 step: a time stored as float32 just below a step boundary (0.005 s is
     # 0.0049999999) lands on the step it was written for.
-    times = stretch_times(sf, time_stretch, duration_s) if time_stretch else sf.times
-    step = np.floor(times * (t_max / duration_s) + 1e-6)
-    if time_stretch:
-        step = np.minimum(step, t_max - 1)  # the stretched end, duration_s, is the last step
+    step = np.floor(sf.times * (t_max / duration_s) + 1e-6)
     keep = step < t_max
     owner = np.repeat(np.arange(len(sf)), np.diff(sf.ptr))[keep]
     steps = step[keep].astype(np.int64)
@@ -288,9 +263,7 @@ def encoder_info(name: str, t_max: int, options: dict, n_channels: int) -> dict:
             "source_channels": n_channels, "step_s": duration / t_max,
             "formula": "step = floor(t / (duration_s / t_max)), spikes at t >= duration_s dropped; "
                        "unit = u * channels // source_channels "
-                       "+ channels * floor(step * time_windows / t_max); every spike kept; "
-                       "time_stretch q > 0: t first mapped from the sample's [q, 1 - q] "
-                       "spike-time quantiles onto [0, duration_s], the end in the last step"}
+                       "+ channels * floor(step * time_windows / t_max); every spike kept"}
 
 
 def load_split(name: str, split: str, t_max: int, data_dir, options: dict,
@@ -307,7 +280,7 @@ def load_split(name: str, split: str, t_max: int, data_dir, options: dict,
     if limit is not None:
         sf = reorder(sf, np.arange(min(limit, len(sf))))
     events = bin_spikes(sf, t_max, float(options["duration_s"]), int(options["channels"]),
-                        int(options["time_windows"]), float(options["time_stretch"]))
+                        int(options["time_windows"]))
     return events, sf.labels, encoder_info(name, t_max, options, n_channels)
 
 
