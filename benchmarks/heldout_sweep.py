@@ -47,7 +47,8 @@ def main(dataset=None, config=None, n_val=5000, split_seed=0, hidden_offset=(0,)
     fit, val = train.events.take(fit_idx), train.events.take(val_idx)
     print(f"{dataset}: training on {len(fit_idx)} samples, {n_val} held out; "
           f"{cfg.epochs} epochs, {cfg.loss} loss, seed {cfg.seed}", flush=True)
-    trainer = Trainer(initial_network(cfg, fit, train.n_classes), cfg)
+    meta = {"dataset": dataset, "encoder": train.encoder}  # its input shape: TrainConfig.shift
+    trainer = Trainer(initial_network(cfg, fit, train.n_classes, meta), cfg)
     start = time.perf_counter()
     for _ in range(cfg.epochs):
         info = trainer.train_epoch(fit, train.labels[fit_idx], progress=False)

@@ -68,7 +68,7 @@ def write_json(path, obj) -> Path:
 def train_command(out, dataset: str | None = None, hidden=None, epochs=None, seed=None, t_max=None,
                   limit_train=None, limit_test=None, data_dir=None, optimizer=None, batch_size=None,
                   lr_w=None, lr_w_out=None, lr_theta=None, lr_decay=None, loss=None, margin=None,
-                  hidden_margin=None, config=None, progress: bool | None = None) -> dict:
+                  hidden_margin=None, shift=None, config=None, progress: bool | None = None) -> dict:
     """Train a network from scratch. Settings, lowest precedence first:
     :class:`~bstdg.train.TrainConfig` defaults, the dataset's packaged config
     (``bstdg/configs/<dataset>.toml``), the ``config`` file, explicit arguments (``None``:
@@ -81,7 +81,7 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
         dataset, config, dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max,
                               optimizer=optimizer, batch_size=batch_size, lr_w=lr_w,
                               lr_w_out=lr_w_out, lr_theta=lr_theta, lr_decay=lr_decay,
-                              hidden_margin=hidden_margin),
+                              hidden_margin=hidden_margin, shift=shift),
         dict(loss=loss, margin=margin))
     data_dir = existing_data_dir(data_dir)
     locate(dataset, data_dir, merged.data)  # unknown or missing data: fail before any work
@@ -460,6 +460,9 @@ def build_parser() -> Parser:
     p.add_argument("--hidden-margin", type=positive(int, minimum=0),
                    help="added to every hidden threshold of the saved network (default: 3 with "
                         "the anytime loss, else 0)")
+    p.add_argument("--shift", type=positive(int, minimum=0),
+                   help="image datasets: move each training image by a random -N..N pixels in "
+                        "x and y, new every epoch (default: the config's, else 0)")
     p.set_defaults(func=train_command)
 
     p = commands.add_parser("eval", help="evaluate a trained model on its test split")

@@ -85,3 +85,22 @@ def times_to_events(times: np.ndarray, t_max: int) -> SpikeEvents:
     np.cumsum(counts, out=ptr[1:])
     units = (order % n_units).astype(np.int32)
     return SpikeEvents(flat_times.astype(np.int32), units, ptr, n_units)
+
+
+def shift_events(events: SpikeEvents, shape, dy: np.ndarray, dx: np.ndarray) -> SpikeEvents:
+    """Sample ``b``'s spikes moved by ``(dy[b], dx[b])`` pixels on its ``(C, H, W)`` input
+    grid (unit ``(c * H + y) * W + x``); spikes moved off the grid are dropped. Times are
+    unchanged, so each sample stays time-sorted."""
+    c, h, w = (int(n) for n in shape)
+    if c * h * w != events.n_units:
+        raise ValueError(f"input shape {c}x{h}x{w} does not match {events.n_units} inputs")
+    owner = np.repeat(np.arange(len(events)), np.diff(events.ptr))
+    plane, pixel = np.divmod(events.units.astype(np.int64), h * w)
+    y = pixel // w + np.asarray(dy, np.int64)[owner]
+    x = pixel % w + np.asarray(dx, np.int64)[owner]
+    keep = (y >= 0) & (y < h) & (x >= 0) & (x < w)
+    ptr = np.zeros(len(events) + 1, np.int64)
+    np.cumsum(np.bincount(owner[keep], minlength=len(events)), out=ptr[1:])
+    units = (plane * h + y) * w + x
+    return SpikeEvents(events.times[keep], units[keep].astype(np.int32), ptr, events.n_units)
+

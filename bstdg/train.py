@@ -13,7 +13,8 @@ import numpy as np
 
 from . import metrics
 from .evaluation import evaluate
-from .encoding import SpikeEvents
+from .encoding import SpikeEvents, shift_events
+from .errors import BstdgError
 from .engine.event import if_network_batch
 from .learning import (LearningRule, backprop_timing_error, drop_futile, normalise_rows, output_error,
                        output_loss, probe_times, timing_factor, weight_gradient)
@@ -56,10 +57,14 @@ class TrainConfig:
     average: float = 0.999  # decay of the running average of latent weights and thresholds
     # that is evaluated and saved (0: use the live parameters); see Trainer.averaged and
     # average_decay
+    shift: int = 0  # training augmentation: each epoch moves every training image's spikes
+    # by a random (dy, dx) in -shift..shift pixels (image datasets; see Trainer.train_epoch)
     seed: int = 0
     rule: LearningRule = field(default_factory=LearningRule)
 
     def __post_init__(self):
+        if self.shift < 0:
+            raise ValueError(f"shift must be 0 (off) or a positive number of pixels, got {self.shift}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"unknown optimizer {self.optimizer!r} (use {' or '.join(OPTIMIZERS)})")
         if self.optimizer == "sgd" and (self.loss not in ("anytime", "s4nn") or self.rule.no_futile):
@@ -135,6 +140,12 @@ class Trainer:
         self.net = net
         self.config = config
         self.rng = np.random.default_rng(config.seed + 1)
+        # (C, H, W) of the inputs, for config.shift; image datasets record it in the encoder
+        self.input_shape = (net.meta.get("encoder") or {}).get("input_shape")
+        if config.shift and not self.input_shape:
+            raise BstdgError(f"shift {config.shift}: shifting needs image inputs, and "
+                             f"{net.meta.get('dataset', 'this dataset')} records no input shape "
+                             f"(set shift = 0)")
         hidden_layers = net.n_layers - 1
         self.lr_w = np.array([config.learning_rate("lr_w")] * hidden_layers
                              + [config.learning_rate("lr_w_out")])
@@ -165,6 +176,12 @@ class Trainer:
         threshold raised by the hidden margin (``TrainConfig.margin``)."""
         net, margin = self.averaged(), self.config.margin()
         return net.with_thresholds(margin) if margin else net
+
+    def shifted(self, events: SpikeEvents) -> SpikeEvents:
+        """``events`` with every sample moved by its own random shift (``config.shift``)."""
+        s = self.config.shift
+        dy, dx = self.rng.integers(-s, s + 1, (2, len(events)))
+        return shift_events(events, self.input_shape, dy, dx)
 
     def averaged(self) -> BinarySNN:
         """The network to evaluate and save: a copy of the running average of the latent
@@ -260,6 +277,12 @@ class Trainer:
         self.updates_since_average = 0
 
     def train_epoch(self, events: SpikeEvents, labels: np.ndarray, progress: bool | None = None) -> dict:
+        """One pass over ``events`` in a random order. With ``config.shift`` > 0, each
+        sample's input spikes are first moved by a random ``(dy, dx)`` in ``-shift..shift``
+        pixels on the input grid of ``net.meta["encoder"]["input_shape"]`` (new shifts every
+        epoch; spikes moved off the image are dropped)."""
+        if self.config.shift:
+            events = self.shifted(events)
         order = self.rng.permutation(len(events))
         bs = self.config.batch_size
         correct, loss = 0, 0.0

@@ -77,6 +77,22 @@ def test_train_prints_final_metrics(data_dir, tmp_path, capsys):
     assert config["rule"]["loss"] == "anytime" and config["hidden_margin"] == 3
 
 
+def test_train_shift_augments_images_only(data_dir, tmp_path, capsys):
+    status = main_cli(["train", "--hidden", "8", "--t-max", "16", "--epochs", "1", "--shift", "2",
+                       "--limit-train", "64", "--limit-test", "32", "--data-dir", str(data_dir),
+                       "--out", str(tmp_path / "r")])
+    assert status == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["config"]["shift"] == 2
+    with np.load(tmp_path / "r" / "model.npz", allow_pickle=False) as z:
+        encoder = json.loads(str(z["meta"]))["encoder"]
+    assert encoder["input_shape"] == [1, 28, 28]
+    capsys.readouterr()
+    status = main_cli(["train", "--epochs", "1", "--shift", "-1", "--data-dir", str(data_dir),
+                       "--out", str(tmp_path / "s")])
+    assert status != 0 and "--shift" in capsys.readouterr().err
+
+
 def test_train_optimizer_and_learning_rates(data_dir, tmp_path, capsys):
     status = main_cli(["train", "--hidden", "8", "--t-max", "16", "--epochs", "1", "--limit-train", "64",
                        "--limit-test", "32", "--optimizer", "adam", "--lr-w-out", "0.02",

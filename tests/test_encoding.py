@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from bstdg.encoding import encode_latency, times_to_events
+from bstdg.encoding import encode_latency, shift_events, times_to_events
 
 
 def test_latency_code_values():
@@ -29,3 +29,23 @@ def test_events_are_time_sorted_and_drop_silent_units():
     np.testing.assert_array_equal(sub.units, [2, 0, 1, 3, 2, 3, 0])
     raster = ev.rasters(10)
     assert raster.shape == (3, 10, 4) and raster.sum() == 7 and raster[0, 5, 0] == 1
+
+
+def test_shift_events_moves_pixels_and_drops_what_leaves_the_image():
+    # two samples on a 2 x 3 x 4 grid (2 maps of 3 rows x 4 columns): unit (c * 3 + y) * 4 + x
+    times = np.full((2, 24), 9)
+    times[0, [0, 5, 23]] = [0, 1, 2]  # (c, y, x) = (0, 0, 0), (0, 1, 1), (1, 2, 3)
+    times[1, [13]] = [4]  # (1, 0, 1)
+    ev = times_to_events(times, t_max=9)
+    moved = shift_events(ev, (2, 3, 4), dy=np.array([1, -1]), dx=np.array([1, 0]))
+    # sample 0 moves down-right: (0,0,0) -> (0,1,1) = 5, (0,1,1) -> (0,2,2) = 10, (1,2,3) leaves
+    # sample 1 moves up: (1,0,1) leaves the image
+    np.testing.assert_array_equal(moved.ptr, [0, 2, 2])
+    np.testing.assert_array_equal(moved.units, [5, 10])
+    np.testing.assert_array_equal(moved.times, [0, 1])
+    same = shift_events(ev, (2, 3, 4), np.zeros(2, int), np.zeros(2, int))
+    np.testing.assert_array_equal(same.units, ev.units)
+    np.testing.assert_array_equal(same.ptr, ev.ptr)
+    with pytest.raises(ValueError, match="input shape 1x3x4 does not match 24 inputs"):
+        shift_events(ev, (1, 3, 4), np.zeros(2, int), np.zeros(2, int))
+

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from bstdg.encoding import SpikeEvents, times_to_events
+from bstdg.errors import BstdgError
 from bstdg.learning import (LearningRule, backprop_timing_error, output_error, output_loss, timing_factor,
                             weight_gradient)
 from bstdg.network import BinarySNN
@@ -284,6 +285,25 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     np.testing.assert_array_equal(w_bin, np.where(net.w >= 0, 1, -1))
     np.testing.assert_allclose(net.theta, expected_theta, atol=1e-6)
     np.testing.assert_array_equal(theta_int, net.integer_thresholds())
+
+
+def test_shift_trains_on_moved_copies_and_needs_an_input_shape():
+    events, labels = tiny_problem()
+    fields, rule = ANYTIME
+    config = TrainConfig(hidden=(20,), t_max=64, epochs=1, seed=0, shift=1, rule=LearningRule(**rule),
+                         **fields)
+    meta = {"dataset": "tiny", "encoder": {"input_shape": [1, 12, 12]}}
+    trainer = Trainer(initial_network(config, events, 2, meta), config)
+    moved = trainer.shifted(events)
+    assert len(moved) == len(events) and not np.array_equal(moved.units, events.units)
+    assert len(moved.times) <= len(events.times)  # spikes moved off the image are dropped
+    before = trainer.net.w.copy()
+    trainer.train_epoch(events, labels, progress=False)
+    assert not np.array_equal(trainer.net.w, before)
+    with pytest.raises(BstdgError, match="shift 1: shifting needs image inputs, and tiny records no input shape"):
+        Trainer(initial_network(config, events, 2, {"dataset": "tiny"}), config)
+    with pytest.raises(ValueError, match="shift must be 0"):
+        TrainConfig(shift=-1)
 
 
 def test_sgd_refuses_losses_it_does_not_implement():
