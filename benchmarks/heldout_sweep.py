@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bstdg.cli import existing_data_dir, resolve_train_config
+from bstdg.cli import existing_data_dir, number_list, resolve_train_config
 from bstdg.data import load_events
 from bstdg.evaluation import evaluate
 from bstdg.train import Trainer, initial_network
@@ -80,19 +80,15 @@ def main(dataset=None, config=None, n_val=5000, split_seed=0, hidden_offset=(0,)
             "split_seed": split_seed, "train_wall_s": wall, "rows": rows, "chosen": chosen}
 
 
-def numbers(kind):
-    return lambda text: tuple(kind(x) for x in text.split(","))
-
-
 def main_cli(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", help="a dataset with a packaged config (or take it from --config)")
     p.add_argument("--config", help="a config file over the packaged one")
     p.add_argument("--n-val", type=int, default=5000, help="training samples held out (5000)")
     p.add_argument("--split-seed", type=int, default=0, help="which samples are held out (0)")
-    p.add_argument("--hidden-offset", type=numbers(int), default=(0,),
+    p.add_argument("--hidden-offset", type=number_list(int), default=(0,),
                    help="offsets added to every hidden threshold, comma-separated (default 0)")
-    p.add_argument("--theta-out", type=numbers(float), default=(None,),
+    p.add_argument("--theta-out", type=number_list(float), default=(None,),
                    help="output thresholds to try, comma-separated (default: as trained)")
     p.add_argument("--within", type=float, default=0.001,
                    help="accuracy below the best held-out one that still counts as best (0.001)")

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from bstdg.bench import load_model
+from bstdg.cli import number_list
 from bstdg.data import load_events
 from bstdg.evaluation import evaluate
 
@@ -43,16 +44,12 @@ def main(model, theta_out=(None,), hidden_offset=(0,), split="test", limit=None,
     return rows
 
 
-def numbers(kind):
-    return lambda text: tuple(kind(x) for x in text.split(","))
-
-
 def main_cli(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", required=True, help="run folder or model .npz")
-    p.add_argument("--theta-out", type=numbers(int), default=(None,),
+    p.add_argument("--theta-out", type=number_list(int), default=(None,),
                    help="output thresholds to try, comma-separated (default: the saved ones)")
-    p.add_argument("--hidden-offset", type=numbers(int), default=(0,),
+    p.add_argument("--hidden-offset", type=number_list(int), default=(0,),
                    help="offsets added to every hidden threshold, comma-separated (default 0)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--limit", type=int, help="first N samples of the split")

@@ -140,6 +140,17 @@ def hidden_sizes(text: str) -> tuple:
     return sizes
 
 
+def number_list(kind):
+    """An argparse type: comma-separated numbers of ``kind`` (``2,3,4``) as a tuple."""
+    def parse(text: str) -> tuple:
+        try:
+            return tuple(kind(part) for part in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {kind.__name__} values like 2,3,4, got {text!r}") from None
+    return parse
+
+
 def positive(kind, minimum=None):
     """An argparse type: a number of ``kind`` above 0 (at least ``minimum`` when given)."""
     def parse(text: str):

@@ -234,3 +234,13 @@ def test_console_entry_point(tmp_path):
     assert proc.returncode == 1
     assert_one_line_error(proc.returncode, proc.stderr, "no model at")
     assert proc.stdout == ""
+
+
+def test_number_list_parses_comma_separated_values():
+    import argparse
+
+    from bstdg.cli import number_list
+    assert number_list(int)("2,3,4") == (2, 3, 4)
+    assert number_list(float)("8") == (8.0,)
+    with pytest.raises(argparse.ArgumentTypeError, match="comma-separated int values like 2,3,4, got '2,x'"):
+        number_list(int)("2,x")
