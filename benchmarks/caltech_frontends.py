@@ -43,7 +43,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, l2=1e-3, steps=2000) -> tuple[np.
     ``L = lambda_max(K) / (4 n) + l2`` the loss's smoothness. Computed in the span of the
     samples (``w = x^T alpha``, kernel ``K = x x^T + 1``), which is where gradient descent
     from zero stays: ``n x n`` work per step however many inputs. Returns ``(x, alpha)``,
-    what :func:`predict` needs."""
+    what :func:`accuracy` needs."""
     n = len(y)
     kernel = x @ x.T + 1.0
     step = 1.0 / (np.linalg.eigvalsh(kernel)[-1] / (4 * n) + l2)

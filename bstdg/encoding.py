@@ -103,4 +103,3 @@ def shift_events(events: SpikeEvents, shape, dy: np.ndarray, dx: np.ndarray) -> 
     np.cumsum(np.bincount(owner[keep], minlength=len(events)), out=ptr[1:])
     units = (plane * h + y) * w + x
     return SpikeEvents(events.times[keep], units[keep].astype(np.int32), ptr, events.n_units)
-
