@@ -88,10 +88,10 @@ def times_to_events(times: np.ndarray, t_max: int) -> SpikeEvents:
 
 
 def shift_events(events: SpikeEvents, shape, dy: np.ndarray, dx: np.ndarray) -> SpikeEvents:
-    """Sample ``b``'s spikes moved by ``(dy[b], dx[b])`` pixels on its ``(C, H, W)`` input
-    grid (unit ``(c * H + y) * W + x``); spikes moved off the grid are dropped. Times are
-    unchanged, so each sample stays time-sorted."""
-    c, h, w = (int(n) for n in shape)
+    """Sample ``b``'s spikes moved by ``(dy[b], dx[b])`` pixels on its ``(C, H, W)`` (or
+    ``(H, W)``) input grid (unit ``(c * H + y) * W + x``); spikes moved off the grid are
+    dropped. Times are unchanged, so each sample stays time-sorted."""
+    c, h, w = (int(n) for n in (shape if len(shape) == 3 else (1, *shape)))
     if c * h * w != events.n_units:
         raise ValueError(f"input shape {c}x{h}x{w} does not match {events.n_units} inputs")
     owner = np.repeat(np.arange(len(events)), np.diff(events.ptr))

@@ -140,7 +140,7 @@ class Trainer:
         self.net = net
         self.config = config
         self.rng = np.random.default_rng(config.seed + 1)
-        # (C, H, W) of the inputs, for config.shift; image datasets record it in the encoder
+        # (H, W) or (C, H, W) of the inputs, for config.shift; image datasets record it
         self.input_shape = (net.meta.get("encoder") or {}).get("input_shape")
         if config.shift and not self.input_shape:
             raise BstdgError(f"shift {config.shift}: shifting needs image inputs, and "

@@ -86,7 +86,7 @@ def test_train_shift_augments_images_only(data_dir, tmp_path, capsys):
     assert metrics["config"]["shift"] == 2
     with np.load(tmp_path / "r" / "model.npz", allow_pickle=False) as z:
         encoder = json.loads(str(z["meta"]))["encoder"]
-    assert encoder["input_shape"] == [1, 28, 28]
+    assert encoder["input_shape"] == [28, 28]
     capsys.readouterr()
     status = main_cli(["train", "--epochs", "1", "--shift", "-1", "--data-dir", str(data_dir),
                        "--out", str(tmp_path / "s")])

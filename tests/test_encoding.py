@@ -46,6 +46,8 @@ def test_shift_events_moves_pixels_and_drops_what_leaves_the_image():
     same = shift_events(ev, (2, 3, 4), np.zeros(2, int), np.zeros(2, int))
     np.testing.assert_array_equal(same.units, ev.units)
     np.testing.assert_array_equal(same.ptr, ev.ptr)
+    flat = shift_events(ev, (6, 4), dy=np.array([1, -1]), dx=np.array([1, 0]))  # one 6 x 4 map
+    np.testing.assert_array_equal(flat.units, [5, 10, 9])  # (5,3) -> (6,4) leaves; (3,1) -> (2,1)
     with pytest.raises(ValueError, match="input shape 1x3x4 does not match 24 inputs"):
-        shift_events(ev, (1, 3, 4), np.zeros(2, int), np.zeros(2, int))
+        shift_events(ev, (3, 4), np.zeros(2, int), np.zeros(2, int))
 

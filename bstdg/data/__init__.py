@@ -81,7 +81,7 @@ def load_events(name: str, split: str, t_max: int, data_dir=None, limit: int | N
             images, labels = images[:limit], labels[:limit]
         events = times_to_events(encode_latency(images.reshape(len(images), -1), t_max), t_max)
         encoder = {"kind": "latency", "t_max": t_max, "input_scale": "uint8 / 255",
-                   "input_shape": [1, *images.shape[1:]], "units": "row-major (y * width + x)",
+                   "input_shape": list(images.shape[1:]), "units": "row-major (y * width + x)",
                    "formula": "t = round((1 - x) * (t_max - 1)); no spike (t_max) if x <= 0",
                    "options": opts}
     elif name == "caltech-face-motor":
