@@ -32,8 +32,7 @@ DEFAULT_VARIANTS = (("dog", 1), ("gabor", 1), ("gabor", 2), ("gabor", 4), ("gabo
 def dense_inputs(events: SpikeEvents, t_max: int) -> tuple[np.ndarray, np.ndarray]:
     """``(latency, fired)`` views ``(B, n_units)`` of single-spike inputs."""
     latency = np.zeros((len(events), events.n_units))
-    owner = np.repeat(np.arange(len(events)), np.diff(events.ptr))
-    latency[owner, events.units] = 1.0 - events.times / t_max
+    latency[events.owner(), events.units] = 1.0 - events.times / t_max
     return latency, (latency > 0).astype(np.float64)
 
 

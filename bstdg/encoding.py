@@ -41,11 +41,14 @@ class SpikeEvents:
         src = starts[owner] + (np.arange(ptr[-1]) - ptr[owner])
         return SpikeEvents(self.times[src], self.units[src], ptr, self.n_units)
 
+    def owner(self) -> np.ndarray:
+        """The sample each event belongs to, ``(E,)`` int64."""
+        return np.repeat(np.arange(len(self)), np.diff(self.ptr))
+
     def rasters(self, t_max: int) -> np.ndarray:
         """Dense spike counts ``(B, t_max, n_units)`` float32 (for the reference simulator)."""
         raster = np.zeros((len(self), t_max, self.n_units), dtype=np.float32)
-        owner = np.repeat(np.arange(len(self)), np.diff(self.ptr))
-        np.add.at(raster, (owner, self.times, self.units), 1.0)
+        np.add.at(raster, (self.owner(), self.times, self.units), 1.0)
         return raster
 
 
@@ -94,7 +97,7 @@ def shift_events(events: SpikeEvents, shape, dy: np.ndarray, dx: np.ndarray) -> 
     c, h, w = (int(n) for n in (shape if len(shape) == 3 else (1, *shape)))
     if c * h * w != events.n_units:
         raise ValueError(f"input shape {c}x{h}x{w} does not match {events.n_units} inputs")
-    owner = np.repeat(np.arange(len(events)), np.diff(events.ptr))
+    owner = events.owner()
     plane, pixel = np.divmod(events.units.astype(np.int64), h * w)
     y = pixel // w + np.asarray(dy, np.int64)[owner]
     x = pixel % w + np.asarray(dx, np.int64)[owner]

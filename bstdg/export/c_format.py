@@ -200,7 +200,7 @@ def spike_time_matrix(events, t_max: int) -> np.ndarray:
     """Spike times ``(B, n_inputs)`` (``t_max`` = none) of latency-coded events; ExportError
     when an input spikes more than once (the C program reads one time per input)."""
     times = np.full((len(events), events.n_units), t_max, np.int64)
-    owner = np.repeat(np.arange(len(events)), np.diff(events.ptr))
+    owner = events.owner()
     times[owner, events.units] = events.times
     if np.count_nonzero(times < t_max) != len(owner) or (np.asarray(events.times) >= t_max).any():
         raise ExportError("the C reference reads one spike time per input; these samples "
