@@ -22,7 +22,8 @@ CHILD = r"""
 import json, resource, sys, time
 from dataclasses import replace
 from bstdg.data import load_events
-from bstdg.train import TrainConfig, Trainer, initial_network
+from bstdg.recipe import TrainConfig
+from bstdg.train import Trainer, initial_network
 t_max, n, data_dir = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3] or None
 train = load_events("mnist", "train", t_max, data_dir, n)
 config = replace(TrainConfig(), t_max=t_max, epochs=1)

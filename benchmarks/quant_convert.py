@@ -31,7 +31,7 @@ def int_list(text: str) -> tuple:
 
 
 def bstdg_reference(run_dir, data_dir, limit_test) -> dict | None:
-    from bstdg.bench import load_model
+    from bstdg.runs import load_model
     from bstdg.data import load_events
 
     path = Path(run_dir)

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from bstdg.bench import load_model
+from bstdg.runs import load_model
 from bstdg.cli import number_list
 from bstdg.data import load_events
 from bstdg.evaluation import evaluate

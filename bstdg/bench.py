@@ -27,7 +27,9 @@ import numpy as np
 from .errors import BstdgError
 from .evaluation import forward_decisions, score
 from .network import BinarySNN
-from .train import TrainConfig, Trainer, initial_network
+from .recipe import TrainConfig
+from .runs import check_inputs, load_model, model_path
+from .train import Trainer, initial_network
 
 BENCH_HIDDEN = (600,)  # the untrained benchmark network is 784-600-10
 WARMUP_SAMPLES = 64  # the warm-up call (Numba compilation) runs on this many samples
@@ -134,26 +136,6 @@ def fresh_network(train_events, n_classes: int) -> BinarySNN:
     return initial_network(config, train_events, n_classes, meta={"dataset": "mnist"})
 
 
-def load_model(run) -> tuple[BinarySNN, str]:
-    """The model of a run folder (or .npz file) and the dataset it was trained on."""
-    path = model_path(run)
-    net = BinarySNN.load(path)
-    dataset = net.meta.get("dataset")
-    if not dataset:
-        raise BstdgError(f"{path} does not say which dataset it was trained on (meta['dataset'])")
-    return net, dataset
-
-
-def model_path(run) -> Path:
-    """``run/model.npz`` for a run folder, ``run`` itself for a file; BstdgError if absent."""
-    path = Path(run)
-    if path.is_dir():
-        path = path / "model.npz"
-    if not path.is_file():
-        raise BstdgError(f"no model at {path} (`bstdg train --out RUN` writes RUN/model.npz)")
-    return path
-
-
 def run_benchmark(model=None, samples: int = 10000, dense_samples: int = 256, repeats: int = 5,
                   data_dir=None) -> dict:
     """All figures in one run, on the first ``samples`` test (inference) and training
@@ -178,13 +160,6 @@ def run_benchmark(model=None, samples: int = 10000, dense_samples: int = 256, re
     result.update(bench_training(net, train.events, train.labels, repeats))
     result.update(machine_info())
     return result
-
-
-def check_inputs(net: BinarySNN, events, dataset: str) -> None:
-    """BstdgError when the model's input layer does not fit the dataset's encoding."""
-    if events.n_units != net.sizes[0]:
-        raise BstdgError(f"the model expects {net.sizes[0]} inputs, {dataset} encodes "
-                         f"{events.n_units}")
 
 
 def format_report(r: dict) -> str:

@@ -17,14 +17,14 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import BstdgError
+from .errors import BstdgError, Interrupted, Terminated
+from .learning import LearningRule
+from .recipe import TrainConfig
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
-# the names bstdg.data.DATASET_NAMES holds (repeated so that parsing imports no numpy)
-DATASET_CHOICES = ("mnist", "fashion-mnist", "caltech-face-motor", "shd", "fsdd-spikes")
-LOSS_CHOICES = ("anytime", "s4nn", "hinge", "ce")  # bstdg.learning.LOSSES, for the same reason
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -55,53 +55,94 @@ def to_json(obj) -> str:
     return json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
 
 
-def write_json(path, obj) -> Path:
-    path = Path(path)
-    writable_dir(path.parent)
-    path.write_text(to_json(obj) + "\n")
-    return path
+def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:
+    """One option ``--field-name`` per field of dataclass ``cls`` whose metadata has a
+    ``help`` text: its type from the field's annotation (``int``, ``float``, ``str`` with
+    ``choices``, ``tuple``: layer sizes like ``600,300``), default None (not given). The
+    values are checked by the dataclass itself, in one place."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if "help" not in f.metadata or f.name in skip:
+            continue
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        kind = args[0]
+        flag = "--" + f.name.replace("_", "-")
+        if kind is tuple:
+            parser.add_argument(flag, dest=f.name, type=hidden_sizes, help=f.metadata["help"])
+        elif "choices" in f.metadata:
+            parser.add_argument(flag, dest=f.name, choices=f.metadata["choices"], help=f.metadata["help"])
+        else:
+            parser.add_argument(flag, dest=f.name, type=number(kind), help=f.metadata["help"])
+
+
+def number(kind):
+    """An argparse type: an ``int`` or a ``float`` (range checks are the dataclass's)."""
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                             f"got {text!r}") from None
+    parse.__name__ = kind.__name__
+    return parse
 
 
 # --- train -------------------------------------------------------------------------------
 
 
-def train_command(out, dataset: str | None = None, hidden=None, epochs=None, seed=None, t_max=None,
-                  limit_train=None, limit_test=None, data_dir=None, optimizer=None, batch_size=None,
-                  lr_w=None, lr_w_out=None, lr_theta=None, lr_decay=None, loss=None, margin=None,
-                  hidden_margin=None, shift=None, config=None, progress: bool | None = None) -> dict:
-    """Train a network from scratch. Settings, lowest precedence first:
-    :class:`~bstdg.train.TrainConfig` defaults, the dataset's packaged config
-    (``bstdg/configs/<dataset>.toml``), the ``config`` file, explicit arguments (``None``:
-    not given); a loss named nowhere is the optimizer's default (``TrainConfig``). Writes ``out/model.npz`` and
-    ``out/metrics.json``; returns the metrics."""
-    from .data.fetch import locate
-    from .train import run_training
+def train_command(out=None, dataset: str | None = None, config=None, data_dir=None,
+                  limit_train=None, limit_test=None, force: bool = False, resume=None,
+                  progress: bool | None = None, **settings) -> dict:
+    """Train a network from scratch (or continue one with ``resume=RUN``). Settings,
+    lowest precedence first: :class:`~bstdg.recipe.TrainConfig` defaults, the dataset's
+    packaged config (``bstdg/configs/<dataset>.toml``), the ``config`` file, explicit
+    ``settings`` (``TrainConfig`` and ``LearningRule`` field names; ``None``: not given).
+    Writes ``out/model.npz`` and ``out/checkpoint.npz`` after every epoch and
+    ``out/metrics.json`` at the end; returns the metrics."""
+    from .config import RULE_FIELDS, TRAIN_FIELDS, train_settings
+    from .runs import RunInputs, train_run
 
-    dataset, config, merged = resolve_train_config(
-        dataset, config, dict(hidden=hidden, epochs=epochs, seed=seed, t_max=t_max,
-                              optimizer=optimizer, batch_size=batch_size, lr_w=lr_w,
-                              lr_w_out=lr_w_out, lr_theta=lr_theta, lr_decay=lr_decay,
-                              hidden_margin=hidden_margin, shift=shift),
-        dict(loss=loss, margin=margin))
+    unknown = sorted(set(settings) - TRAIN_FIELDS - RULE_FIELDS)
+    if unknown:
+        raise BstdgError(f"unknown setting(s) {', '.join(unknown)}")
     data_dir = existing_data_dir(data_dir)
-    locate(dataset, data_dir, merged.data)  # unknown or missing data: fail before any work
-    writable_dir(out)
-    layers = ",".join(str(n) for n in config.hidden)
-    batches = f", batch {config.batch_size}" if config.optimizer == "adam" else ""
-    print(f"training on {dataset}: hidden {layers}, {config.epochs} epochs, t_max {config.t_max}, "
-          f"{config.optimizer}{batches}, {config.loss} loss, seed {config.seed} -> {out}")
-    if merged.data:
-        print("dataset options: " + ", ".join(f"{k}={v}" for k, v in merged.data.items()))
     start = time.perf_counter()
-    result = run_training(config, dataset, out, data_dir, limit_train, limit_test, progress,
-                          data_options=merged.data)
+    if resume is not None:
+        given = [k for k, v in {"out": out, "dataset": dataset, "config": config, "limit_train": limit_train,
+                                "limit_test": limit_test, **settings}.items() if v is not None]
+        if force or given:
+            raise BstdgError(f"--resume continues the run as it was recorded: drop "
+                             f"{', '.join('--' + k.replace('_', '-') for k in given) or '--force'}")
+        print(f"resuming {resume}")
+        result = train_run(None, resume, resume=True, progress=progress, data_dir=data_dir)
+        out = resume
+    else:
+        if out is None:
+            raise UsageError("--out RUN is required (or --resume RUN) (see `bstdg train --help`)")
+        train = {k: v for k, v in settings.items() if k in TRAIN_FIELDS}
+        rule = {k: v for k, v in settings.items() if k in RULE_FIELDS and k not in TRAIN_FIELDS}
+        dataset, cfg, options = train_settings(dataset, config, train, rule)
+        inputs = RunInputs(dataset, cfg, options, None if data_dir is None else str(data_dir),
+                           limit_train, limit_test)
+        layers = ",".join(str(n) for n in cfg.hidden)
+        batches = f", batch {cfg.batch_size}" if cfg.optimizer == "adam" else ""
+        print(f"training on {dataset}: hidden {layers}, {cfg.epochs} epochs, t_max {cfg.t_max}, "
+              f"{cfg.optimizer}{batches}, {cfg.loss} loss, seed {cfg.seed} -> {out}")
+        if options:
+            print("dataset options: " + ", ".join(f"{k}={v}" for k, v in options.items()))
+        result = train_run(inputs, out, force=force, progress=progress)
     total = time.perf_counter() - start
+    cfg = result["config"]
     sizes = "-".join(str(s) for s in result["sizes"])
-    print(f"\n{sizes} on {dataset}, {config.epochs} epochs")
+    print(f"\n{sizes} on {result['dataset']}, {cfg['epochs']} epochs")
     print(f"  test accuracy      {result['test_accuracy']:.4f}  (ties {result['test_ties']}, "
           f"silent {result['test_silent']}; a tie never counts as correct)")
     print(f"  train accuracy     {result['train_accuracy']:.4f}")
-    print(f"  decision time      {result['mean_decision_time']:.1f} of {config.t_max} steps")
+    print(f"  decision time      {result['mean_decision_time']:.1f} of {cfg['t_max']} steps")
     print(f"  hidden spikes      {result['hidden_spikes_per_sample']:.1f} per sample "
           f"(up to the decision)")
     print(f"  training           {result['train_samples_per_s']:,.0f} samples/s")
@@ -109,24 +150,6 @@ def train_command(out, dataset: str | None = None, hidden=None, epochs=None, see
     print(f"  wall time          {result['train_wall_s']:.1f} s training, {total:.1f} s in all")
     print(f"  saved              {Path(out) / 'model.npz'}, {Path(out) / 'metrics.json'}")
     return result
-
-
-def resolve_train_config(dataset: str | None, config=None, train: dict | None = None,
-                         rule: dict | None = None):
-    """``(dataset, TrainConfig, merged RunConfig)``: the packaged config of ``dataset``, the
-    ``config`` file over it, then the ``train`` / ``rule`` settings that are not ``None``."""
-    from . import config as config_mod
-    from .learning import LearningRule
-    from .train import TrainConfig
-
-    user = config_mod.load_config(config) if config is not None else None
-    dataset, merged = config_mod.resolve(dataset, user)
-    try:
-        settings = {**merged.train, **{k: v for k, v in (train or {}).items() if v is not None}}
-        rules = {**merged.rule, **{k: v for k, v in (rule or {}).items() if v is not None}}
-        return dataset, TrainConfig(**settings, rule=LearningRule(**rules)), merged
-    except (TypeError, ValueError) as exc:
-        raise BstdgError(f"bad setting in {merged.source or 'the options'}: {exc}") from None
 
 
 def hidden_sizes(text: str) -> tuple:
@@ -172,7 +195,8 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
                  as_json: bool = False) -> dict:
     """Evaluate the model of ``run`` (a run folder or its model.npz) on the test split of
     the dataset it was trained on, with the event engine or the dense reference."""
-    from .bench import check_inputs, load_model, warm_up
+    from .bench import warm_up
+    from .runs import check_inputs, load_model
     from .data import load_events, trained_options
     from .evaluation import evaluate
 
@@ -208,9 +232,13 @@ def bench_command(model=None, samples: int = 10000, dense_samples: int = 256, re
     (or one JSON object) and, with ``out``, write the JSON there too."""
     from .bench import format_report, run_benchmark
 
+    from .files import write_json
+    from .runs import refuse_run_file
+
     data_dir = existing_data_dir(data_dir)
     if out is not None:
         writable_dir(Path(out).parent)
+        refuse_run_file(out)
     result = run_benchmark(model, samples, dense_samples, repeats, data_dir)
     print(to_json(result) if as_json else format_report(result))
     if out is not None:
@@ -246,7 +274,7 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     path and require predictions identical to the model's on the test split of its dataset
     (first ``limit_test`` samples), or on ``random_inputs`` random latency-coded inputs."""
     from . import export as export_mod
-    from .bench import check_inputs, load_model, model_path
+    from .runs import check_inputs, load_model, model_path
 
     spec = export_mod.get_format(format)
     if format == "nir":
@@ -336,10 +364,10 @@ def report_command(run, data_dir=None) -> dict:
 
 
 def data_list_command(data_dir=None) -> list:
-    """Print each known dataset, its size, whether it is present and where it was looked for."""
-    from .data import fetch as fetch_mod
+    """Print each built-in dataset: whether it is present and where it was looked for."""
+    from .data import data_list
 
-    rows = fetch_mod.data_list(existing_data_dir(data_dir))
+    rows = data_list(existing_data_dir(data_dir))
     width = max(len(row.name) for row in rows) + 2
     print(f"{'name':<{width}}present  where")
     for row in rows:
@@ -351,16 +379,26 @@ def data_list_command(data_dir=None) -> list:
     return rows
 
 
-def data_verify_command(name: str, data_dir=None) -> dict:
-    """Check the checksums of dataset ``name`` where it is found; BstdgError if any fails."""
-    from .data import fetch as fetch_mod
+def builtin_dataset(name: str):
+    from .data import BUILTIN, get_dataset
 
-    folder = fetch_mod.locate(name, existing_data_dir(data_dir))
-    checks = fetch_mod.verify(name, folder)
+    if name not in BUILTIN:
+        raise BstdgError(f"unknown dataset {name!r}; built-in: {', '.join(BUILTIN)}")
+    return get_dataset(name)
+
+
+def data_verify_command(name: str, data_dir=None) -> dict:
+    """Check dataset ``name`` where it is found (checksums for MNIST/Fashion-MNIST, structure
+    and counts for the others); BstdgError if any check fails."""
+    from .data.mnist import IdxDataset
+
+    ds = builtin_dataset(name)
+    folder = ds.locate(existing_data_dir(data_dir))
+    checks = ds.checks(folder)
     for file, ok in checks.items():
         print(f"{'ok' if ok else 'BAD':<4}{file}")
     bad = [file for file, ok in checks.items() if not ok]
-    if fetch_mod.get_spec(name).kind != "idx":
+    if not isinstance(ds, IdxDataset):
         if bad:
             raise BstdgError(f"{name} in {folder}: {len(bad)} of {len(checks)} checks fail "
                              f"({'; '.join(bad)})")
@@ -378,26 +416,25 @@ def data_verify_command(name: str, data_dir=None) -> dict:
 def data_fetch_command(name: str, data_dir=None, dest="datasets") -> Path:
     """Make verified files of ``name`` available: nothing to do when a verified copy is
     already found in the search order, else download into ``dest/<name>``."""
-    from .data import fetch as fetch_mod
     from .errors import DataError
 
-    fetch_mod.get_spec(name)
+    ds = builtin_dataset(name)
     data_dir = existing_data_dir(data_dir)
     try:
-        folder = fetch_mod.locate(name, data_dir)
+        folder = ds.locate(data_dir)
     except DataError:
         folder = None
     if folder is not None:
-        if all(fetch_mod.verify(name, folder).values()):
+        if all(ds.checks(folder).values()):
             print(f"{name}: already present and verified in {folder}; nothing to do")
             return folder
         print(f"{name}: {folder} holds files that fail verification; fetching into "
               f"{Path(dest) / name}")
     writable_dir(dest, "--dest")
-    fetched = fetch_mod.fetch(name, dest)
+    fetched = ds.fetch(Path(dest))
     print(f"{name}: fetched and verified into {fetched}")
     try:
-        used = fetch_mod.locate(name, data_dir)
+        used = ds.locate(data_dir)
     except DataError:
         used = None
     if used is None or used.resolve() != fetched.resolve():
@@ -442,38 +479,20 @@ def build_parser() -> Parser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
 
     p = commands.add_parser("train", help="train a network and write model.npz + metrics.json")
-    p.add_argument("--dataset", choices=DATASET_CHOICES,
-                   help="dataset (default: the --config file's, else mnist)")
+    p.add_argument("--dataset", help="mnist, fashion-mnist, caltech-face-motor, shd, fsdd-spikes, "
+                                     "or your own: arrays:PATH.npz, images:DIR, events:DIR, tonic:NAME "
+                                     "(default: the --config file's, else mnist)")
     p.add_argument("--config", help="TOML file (or packaged config name) of settings and dataset "
                                     "options; explicit options override it (see README)")
-    p.add_argument("--hidden", type=hidden_sizes, help="hidden layer sizes: 600 or 600,300")
-    p.add_argument("--epochs", type=positive(int))
-    p.add_argument("--out", required=True, help="run folder, e.g. runs/mnist")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--t-max", type=positive(int, minimum=2), help="time steps of the latency code")
+    p.add_argument("--out", help="run folder, e.g. runs/mnist (required unless --resume)")
+    p.add_argument("--force", action="store_true", help="replace the run already in --out")
+    p.add_argument("--resume", metavar="RUN", help="continue the interrupted run RUN from its "
+                                                   "last complete epoch (its recorded settings)")
     p.add_argument("--limit-train", type=positive(int), help="use the first N training samples")
     p.add_argument("--limit-test", type=positive(int), help="use the first N test samples")
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
-    p.add_argument("--optimizer", choices=("sgd", "adam"),
-                   help="sgd: update after every sample (default); adam: mini-batches (with the "
-                        "s4nn loss unless --loss or a config names another)")
-    p.add_argument("--batch-size", type=positive(int),
-                   help="adam: samples per update; sgd: samples between takes of the running average")
-    p.add_argument("--lr-w", type=positive(float),
-                   help="learning rate of the hidden layers' latent weights (default per optimizer)")
-    p.add_argument("--lr-w-out", type=positive(float),
-                   help="learning rate of the output layer's latent weights (default per optimizer)")
-    p.add_argument("--lr-theta", type=positive(float), help="learning rate of the thresholds")
-    p.add_argument("--lr-decay", type=positive(float), help="learning-rate factor per epoch")
-    p.add_argument("--loss", choices=LOSS_CHOICES, help="output loss (default anytime; docs/learning.md)")
-    p.add_argument("--margin", type=positive(float),
-                   help="s4nn, hinge: time steps the correct output must lead by")
-    p.add_argument("--hidden-margin", type=positive(int, minimum=0),
-                   help="added to every hidden threshold of the saved network (default: 3 with "
-                        "the anytime loss, else 0)")
-    p.add_argument("--shift", type=positive(int, minimum=0),
-                   help="image datasets: move each training image by a random -N..N pixels in "
-                        "x and y, new every epoch (default: the config's, else 0)")
+    add_dataclass_options(p, TrainConfig)
+    add_dataclass_options(p, LearningRule)
     p.set_defaults(func=train_command)
 
     p = commands.add_parser("eval", help="evaluate a trained model on its test split")
@@ -569,9 +588,17 @@ def run_guarded(func, /, **kwargs) -> int:
     except OSError as exc:  # missing or unwritable file not caught closer to its source
         where = f"{exc.filename}: " if exc.filename else ""
         return fail(f"{where}{exc.strerror or exc}", EXIT_ERROR)
+    except Interrupted as exc:
+        return fail(str(exc), exc.status)
+    except Terminated:
+        return fail("terminated (SIGTERM)", EXIT_TERMINATED)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
     return 0
+
+
+def _terminate(signum, frame):
+    raise Terminated()
 
 
 def fail(message: str, status: int) -> int:
@@ -597,7 +624,13 @@ def main_cli(argv=None) -> int:
                     "(see `bstdg --help`)", EXIT_USAGE)
     args.pop("command", None)
     args.pop("action", None)
-    return run_guarded(func, **args)
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, _terminate)  # SIGTERM ends work as Ctrl-C does
+    try:
+        return run_guarded(func, **args)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

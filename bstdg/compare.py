@@ -1,6 +1,6 @@
 """``bstdg compare``: train several methods at several T on the same data, side by side.
 
-A *method* is a function ``(RunConfig) -> dict`` registered in :data:`METHODS` with
+A *method* is a function ``(MethodRun) -> dict`` registered in :data:`METHODS` with
 :func:`register`. It loads its data (same loader, same latency code at ``t_max = T``),
 trains, wraps **every training epoch** (and nothing else) in ``config.meter.training()``,
 evaluates on the test split with the prediction rule of :mod:`bstdg.metrics`, writes its
@@ -41,9 +41,16 @@ from typing import Callable
 
 import numpy as np
 
+from .data import get_dataset
 from .errors import BstdgError
+from .evaluation import evaluate, forward_decisions
+from .engine import ForwardResult
+from .engine.event import if_network_forward
+from .files import write_json
 from .learning import LearningRule
-from .train import TrainConfig
+from .recipe import TrainConfig
+from .runs import RunFolder, save_test_outputs
+from .train import Trainer, fit, initial_network
 
 # The BSTDG-family methods: one engine and trainer, different rules
 # (benchmarks/mnist_accuracy.py uses the same table).
@@ -146,7 +153,7 @@ class Meter:
 
 
 @dataclass(frozen=True)
-class RunConfig:
+class MethodRun:
     """One (method, T) run."""
 
     method: str
@@ -167,14 +174,14 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "RunConfig":
+    def from_dict(cls, d: dict) -> "MethodRun":
         return cls(**{**d, "hidden": tuple(d["hidden"])})
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    run: Callable[[RunConfig], dict]
+    run: Callable[[MethodRun], dict]
     description: str
     needs_torch: bool = False
 
@@ -183,93 +190,55 @@ METHODS: dict[str, Method] = {}
 
 
 def register(name: str, description: str, needs_torch: bool = False):
-    """Decorator: ``@register("name", "what it is")`` on a ``(RunConfig) -> dict`` function."""
+    """Decorator: ``@register("name", "what it is")`` on a ``(MethodRun) -> dict`` function."""
     def add(fn):
         METHODS[name] = Method(name, fn, description, needs_torch)
         return fn
     return add
 
 
-def encoder_meta(dataset: str, t_max: int) -> dict:
-    """The model metadata ``run_training`` writes (dataset and input code)."""
-    return {"dataset": dataset, "encoder": {
-        "kind": "latency", "t_max": t_max, "input_scale": "uint8 / 255",
-        "formula": "t = round((1 - x) * (t_max - 1)); no spike (t_max) if x <= 0"}}
-
-
-def load_splits(config: RunConfig):
-    from .data import load_events
-
-    train = load_events(config.dataset, "train", config.t_max, config.data_dir, config.limit_train)
-    test = load_events(config.dataset, "test", config.t_max, config.data_dir, config.limit_test)
+def load_splits(config: MethodRun):
+    """The train and test splits of a run (same loader, same code at ``t_max = T`` for all)."""
+    dataset = get_dataset(config.dataset)
+    train = dataset.load("train", config.t_max, config.data_dir, config.limit_train)
+    test = dataset.load("test", config.t_max, config.data_dir, config.limit_test)
     return train, test
 
 
-def save_test_outputs(out, result, decision, labels, input_times, t_max: int, sizes) -> Path:
-    """Per-sample test figures for the histograms, and one sample's spikes for the raster:
-    ``decision_time``, ``hidden_spikes`` (to the decision), ``prediction``, ``tie``,
-    ``label``; ``raster_input_times`` / ``raster_times`` (all neurons, no early exit) of
-    test sample 0."""
-    from . import metrics
-
-    path = Path(out) / "test_outputs.npz"
-    np.savez_compressed(
-        path, decision_time=decision.time, prediction=decision.prediction, tie=decision.tie,
-        label=np.asarray(labels), t_max=np.array(t_max), sizes=np.asarray(sizes, np.int64),
-        hidden_spikes=metrics.hidden_spikes_before_decision(result, decision, t_max).astype(np.int32),
-        raster_input_times=np.asarray(input_times, np.int32),
-        raster_times=np.asarray(result.times[0], np.int32))
-    return path
+def model_meta(dataset: str, train) -> dict:
+    """The model metadata ``bstdg train`` writes (dataset, input code, class names)."""
+    return {"dataset": dataset, "encoder": train.encoder.to_dict(), "classes": [str(c) for c in train.classes]}
 
 
-def sample_input_times(events, index: int, t_max: int) -> np.ndarray:
-    """Spike time per input unit of sample ``index`` (``t_max`` = none; the earliest spike
-    when a unit spikes several times)."""
-    lo, hi = events.ptr[index], events.ptr[index + 1]
-    times = np.full(events.n_units, t_max, np.int32)
-    np.minimum.at(times, events.units[lo:hi], events.times[lo:hi])
-    return times
-
-
-def run_trainer(config: RunConfig, train_config: TrainConfig) -> dict:
-    """A BSTDG-family method: :class:`bstdg.train.Trainer` with ``train_config``'s rule."""
+def run_trainer(config: MethodRun, train_config: TrainConfig) -> dict:
+    """A BSTDG-family method: :func:`bstdg.train.fit` with ``train_config``'s rule, each
+    training epoch inside the run's meter."""
+    from .baselines.ratecode import bstdg_synops  # synaptic operations, counted as for the baselines
     from .bench import first, warm_up
-    from .engine.event import if_network_forward
-    from .evaluation import evaluate, forward_decisions
-    from .train import Trainer, config_dict, initial_network
 
     tc = replace(train_config, hidden=tuple(config.hidden), t_max=config.t_max,
                  epochs=config.epochs, seed=config.seed)
     train, test = load_splits(config)
-    out = Path(config.out)
-    net = initial_network(tc, train.events, train.n_classes, encoder_meta(config.dataset, config.t_max))
+    net = initial_network(tc, train.events, train.n_classes, model_meta(config.dataset, train))
     # Load the Numba kernels on a throwaway copy and a few samples, outside the measured epochs.
     Trainer(net.copy(), tc).train_epoch(first(train.events, 8), train.labels[:8], progress=False)
     warm_up(net, first(test.events, 8))
     trainer = Trainer(net, tc)
-    history = []
-    ev = None
-    for _ in range(tc.epochs):
-        with config.meter.training():
-            info = trainer.train_epoch(train.events, train.labels, progress=False)
-        net = trainer.model()
-        ev = evaluate(net, test.events, test.labels)
-        info.update(ev.test_metrics())
-        history.append(info)
-        print(f"  epoch {info['epoch']}: test accuracy {ev.accuracy:.4f}, "
-              f"{info['train_samples_per_s']:,.0f} train samples/s", flush=True)
-    net.save(out / "model.npz")
+    history = fit(trainer, train, test, timer=config.meter.training, progress=False,
+                  log=lambda line: print("  " + line, flush=True))
+    net = trainer.model()
+    ev = evaluate(net, test.events, test.labels)
+    RunFolder(config.out).save_model(net)
     result, decision = forward_decisions(net.binary(), test.events, "event")
-    from .baselines.ratecode import bstdg_synops  # synaptic operations, counted as for the baselines
     synops = bstdg_synops(result, decision, test.events, tc.t_max)
     full = if_network_forward(net.binary(), first(test.events, 1))
-    save_test_outputs(out, replace_times(result, full.times[0]), decision, test.labels,
-                      sample_input_times(test.events, 0, tc.t_max), tc.t_max, net.sizes)
+    save_test_outputs(config.out, replace_times(result, full.times[0]), decision, test.labels,
+                      test.events.first_times(0, tc.t_max), tc.t_max, net.sizes)
     return {
         "dataset": config.dataset, **ev.test_metrics(),
         "train_accuracy_running": history[-1]["train_accuracy_running"],
         "epochs": tc.epochs, "n_train": len(train.labels), "n_test": len(test.labels),
-        "sizes": list(net.sizes), "config": config_dict(tc), "history": history,
+        "sizes": list(net.sizes), "config": tc.to_dict(), "history": history,
         "inference": "event-driven engine (Numba), early exit at the first output spike",
         **{k: v for k, v in synops.items() if k != "hidden_spikes_per_sample"},
     }
@@ -278,45 +247,43 @@ def run_trainer(config: RunConfig, train_config: TrainConfig) -> dict:
 def replace_times(result, times0):
     """``result`` with sample 0's spike times replaced (by those of a run without early
     exit, for the raster); the histograms use the early-exit figures of the others."""
-    from .engine import ForwardResult
-
     times = result.times.copy()
     times[0] = times0
     return ForwardResult(times, result.decision_potential, result.n_off)
 
 
 @register("bstdg", "BSTDG rule (bstdg.train defaults), event-driven engine")
-def run_bstdg(config: RunConfig) -> dict:
+def run_bstdg(config: MethodRun) -> dict:
     return run_trainer(config, TRAIN_CONFIGS["bstdg"])
 
 
 @register("s4nn-rule", "ablation: S4NN-style rule (indicator, no anti-causal error, no "
                        "threshold training), same engine")
-def run_s4nn_rule(config: RunConfig) -> dict:
+def run_s4nn_rule(config: MethodRun) -> dict:
     return run_trainer(config, TRAIN_CONFIGS["s4nn-rule"])
 
 
 @register("bstdg-s4nn", "per-sample SGD with the s4nn loss from an all-excitatory start (the "
                         "default of 2026-12-01), same engine")
-def run_bstdg_s4nn(config: RunConfig) -> dict:
+def run_bstdg_s4nn(config: MethodRun) -> dict:
     return run_trainer(config, TRAIN_CONFIGS["bstdg-s4nn"])
 
 
 @register("bstdg-adam", "BSTDG rule with mini-batch Adam from a mixed-sign start (the default "
                         "until 2026-12-01), same engine")
-def run_bstdg_adam(config: RunConfig) -> dict:
+def run_bstdg_adam(config: MethodRun) -> dict:
     return run_trainer(config, TRAIN_CONFIGS["bstdg-adam"])
 
 
 @register("bptt", "BPTT (torch), real weights, surrogate gradient, first-spike loss", needs_torch=True)
-def run_bptt(config: RunConfig) -> dict:
+def run_bptt(config: MethodRun) -> dict:
     from .baselines.bptt import run_method
     return run_method(config, binary=False)
 
 
 @register("bptt-binary", "BPTT (torch), binary weights through a straight-through estimator",
           needs_torch=True)
-def run_bptt_binary(config: RunConfig) -> dict:
+def run_bptt_binary(config: MethodRun) -> dict:
     from .baselines.bptt import run_method
     return run_method(config, binary=True)
 
@@ -326,7 +293,7 @@ def run_bptt_binary(config: RunConfig) -> dict:
 @register("quant-threshold", "rate-coded IF network trained directly with a trainable threshold "
                              "(the quantization step); T = time steps of the rate code; real weights",
           needs_torch=True)
-def run_quant_threshold(config: RunConfig) -> dict:
+def run_quant_threshold(config: MethodRun) -> dict:
     from .baselines.quant_threshold import run_method
     return run_method(config)
 
@@ -334,7 +301,7 @@ def run_quant_threshold(config: RunConfig) -> dict:
 @register("ann-convert", "ReLU ANN converted to IF (reset by subtraction), thresholds tuned per T "
                          "(untuned: test_accuracy_untuned); T = time steps of the rate code; real weights",
           needs_torch=True)
-def run_ann_convert(config: RunConfig) -> dict:
+def run_ann_convert(config: MethodRun) -> dict:
     from .baselines.ann_convert import run_method
     return run_method(config)
 
@@ -342,7 +309,7 @@ def run_ann_convert(config: RunConfig) -> dict:
 # --- one run, in this process or a fresh one -----------------------------------------------
 
 
-def run_one(config: RunConfig) -> dict:
+def run_one(config: MethodRun) -> dict:
     """Run one (method, T) in this process; returns the method's dict plus the RUN_KEYS."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -362,12 +329,8 @@ def run_one(config: RunConfig) -> dict:
         peak_train_mib=meter.peak_growth_kib / 1024,
         process_peak_mib=_maxrss_kib() / 1024, memory_method=meter.method,
         run_wall_s=time.perf_counter() - start, run_dir=str(out), run_config=config.to_dict())
-    (out / "metrics.json").write_text(json.dumps(result, indent=2, default=_json_default) + "\n")
+    RunFolder(out).write_metrics(result)
     return result
-
-
-def _json_default(o):
-    return o.tolist() if hasattr(o, "tolist") else str(o)
 
 
 # Numba's and torch's OpenMP threads sleep instead of spinning at barriers: on a shared,
@@ -376,20 +339,20 @@ def _json_default(o):
 OMP_WAIT_POLICY = "PASSIVE"
 
 
-def run_isolated(config: RunConfig) -> dict:
+def run_isolated(config: MethodRun) -> dict:
     """:func:`run_one` in a fresh Python process (its output passes through), with
     ``OMP_WAIT_POLICY=PASSIVE`` unless the environment sets it."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "run_config.json"
-    spec.write_text(json.dumps(config.to_dict(), indent=2))
+    write_json(spec, config.to_dict())
     (out / "metrics.json").unlink(missing_ok=True)
     env = {**os.environ, "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", OMP_WAIT_POLICY)}
     status = subprocess.run([sys.executable, "-m", "bstdg.compare", str(spec)], env=env).returncode
     if status != 0 or not (out / "metrics.json").exists():
         raise BstdgError(f"{config.method} at T={config.t_max} failed (exit status {status}); "
                          f"its output is above")
-    return json.loads((out / "metrics.json").read_text())
+    return RunFolder(out).read_metrics()
 
 
 # --- the comparison -----------------------------------------------------------------------
@@ -416,8 +379,6 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
     plots, and return the summary. ``limit_train_for`` ({(method, T or None): N}) gives
     some runs fewer training samples (their time per epoch is then extrapolated per sample
     to the others' count, and flagged)."""
-    from .data.fetch import locate
-
     methods, time_steps = list(methods), [int(t) for t in time_steps]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
@@ -427,7 +388,7 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
         require_torch()
     if min(time_steps) < 2:
         raise BstdgError("--time-steps: every T must be at least 2")
-    locate(dataset, data_dir)  # missing data: fail before any work
+    get_dataset(dataset).locate(data_dir)  # missing data: fail before any work
     overrides = limit_train_for or {}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -436,7 +397,7 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
     for t_max in time_steps:
         for m in methods:
             n = overrides.get((m, t_max), overrides.get((m, None), limit_train))
-            config = RunConfig(m, dataset, t_max, str(out / f"{m}-T{t_max}"), tuple(hidden), epochs, seed,
+            config = MethodRun(m, dataset, t_max, str(out / f"{m}-T{t_max}"), tuple(hidden), epochs, seed,
                                n, limit_test, str(data_dir) if data_dir else None)
             log(f"== {m}, T={t_max}: {epochs} epoch(s), {n or 'all'} training samples -> {config.out}")
             result = run_isolated(config) if isolate else run_one(config)
@@ -462,7 +423,7 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
                  for r in rows],
     }
     summary["key_figures"] = key_figures(summary["runs"])
-    (out / "compare.json").write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
+    write_json(out / "compare.json", summary)
     from .report import compare_report
     compare_report(out, log=log)
     return summary
@@ -508,7 +469,7 @@ def machine() -> str:
 def main(argv=None) -> int:
     """Child process entry: ``python -m bstdg.compare RUN_CONFIG.json``."""
     argv = sys.argv[1:] if argv is None else argv
-    config = RunConfig.from_dict(json.loads(Path(argv[0]).read_text()))
+    config = MethodRun.from_dict(json.loads(Path(argv[0]).read_text()))
     try:
         run_one(config)
     except BstdgError as exc:

@@ -1,16 +1,19 @@
-"""Run configuration files: per-dataset defaults in ``bstdg/configs/<dataset>.toml``.
+"""Config files: per-dataset defaults in ``bstdg/configs/<dataset>.toml`` and user files
+(``bstdg train --config FILE``).
 
 A config file is flat TOML. Its keys are
 
-* ``dataset`` (optional): the dataset the file is meant for;
-* :class:`~bstdg.train.TrainConfig` field names (``hidden``, ``t_max``, ``epochs``,
+* ``dataset`` (optional): the dataset the file is meant for (a built-in name or a spec such
+  as ``images:DIR``);
+* :class:`~bstdg.recipe.TrainConfig` field names (``hidden``, ``t_max``, ``epochs``,
   ``batch_size``, ``lr_w``, ...); ``rule`` may be a table of
   :class:`~bstdg.learning.LearningRule` fields;
-* dataset options (how the data is encoded, e.g. ``channels`` or ``height``): exactly the
-  other keys of the dataset's packaged config, which also holds their defaults.
+* dataset options: the fields of the dataset's options dataclass
+  (:func:`bstdg.data.options_class`, e.g. ``channels`` for SHD or ``height`` for Caltech).
 
 Precedence, lowest first: ``TrainConfig`` defaults, the packaged config of the dataset, a
-user config (``bstdg train --config FILE``), explicit command line options.
+user config, explicit command line options. Values are checked by the dataclasses they
+fill (:mod:`bstdg.checks`), once, where they enter.
 """
 
 from __future__ import annotations
@@ -21,15 +24,20 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+from .data import get_dataset, options_class
 from .errors import BstdgError
+from .learning import LearningRule
+from .recipe import TrainConfig
 
 CONFIG_PACKAGE = "bstdg"
 CONFIG_FOLDER = "configs"
+DEFAULT_DATASET = "mnist"
+MAX_CONFIG_BYTES = 1 << 20  # a config file is a few hundred bytes; refuse anything huge
 
 
 @dataclass(frozen=True)
-class RunConfig:
-    """A parsed config: the dataset, TrainConfig fields, LearningRule fields, data options."""
+class ParsedConfig:
+    """A parsed config: the dataset, TrainConfig fields, LearningRule fields, dataset options."""
 
     dataset: str | None = None
     train: dict = field(default_factory=dict)
@@ -38,70 +46,48 @@ class RunConfig:
     source: str = ""  # where it was read from (for messages)
 
 
-def _train_fields() -> set[str]:
-    from .train import TrainConfig
-
-    return {f.name for f in dataclasses.fields(TrainConfig)} - {"rule"}
-
-
-def _same_kind(value, default, text: bool = False) -> bool:
-    """TOML ``value`` fits a setting whose default is ``default`` (an int is a float too;
-    ``text``: an optional setting that is a string)."""
-    if default is None and text:  # an optional string (the loss, which defaults per optimizer)
-        return isinstance(value, str)
-    if default is None:  # an optional number (e.g. a learning rate that defaults per optimizer)
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(value, bool) and isinstance(default, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (tuple, list)):
-        return isinstance(value, (tuple, list))
-    return isinstance(value, type(default))
-
-
-def _check_kinds(values: dict, defaults, source: str, what: str) -> None:
-    types = {f.name: str(f.type) for f in dataclasses.fields(defaults)}
-    for key, value in values.items():
-        default = getattr(defaults, key)
-        text = "str" in types[key]
-        if not _same_kind(value, default, text):
-            kind = ("a string" if text else "a number") if default is None else type(default).__name__
-            raise BstdgError(f"config {source}: {what}{key} must be {kind}, got {value!r}")
-
-
-def _rule_fields() -> set[str]:
-    from .learning import LearningRule
-
-    return {f.name for f in dataclasses.fields(LearningRule)}
+TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"rule"}
+RULE_FIELDS = frozenset(f.name for f in dataclasses.fields(LearningRule))
 
 
 def packaged_config_path(dataset: str):
     """The packaged config of ``dataset`` (a Traversable), or None when there is none."""
+    if not dataset or "/" in dataset or ":" in dataset:
+        return None
     path = resources.files(CONFIG_PACKAGE).joinpath(CONFIG_FOLDER, f"{dataset}.toml")
     return path if path.is_file() else None
 
 
 def packaged_configs() -> list[str]:
-    """Names of the datasets with a packaged config."""
+    """Names of the packaged configs."""
     folder = resources.files(CONFIG_PACKAGE).joinpath(CONFIG_FOLDER)
     return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
 
 
-def _read_toml(text: str, source: str) -> dict:
+def parse_toml(data: bytes, source: str) -> dict:
+    """The table of a TOML document; one-line BstdgError if it is not UTF-8 or not TOML."""
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BstdgError(f"config {source}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise BstdgError(f"config {source}: not valid TOML ({exc})") from None
 
 
-def _split(raw: dict, source: str, data_keys: set[str] | None) -> RunConfig:
-    """Sort the keys of ``raw`` into a RunConfig. ``data_keys``: the allowed dataset options
-    (None: every key that is not a train/rule key is a dataset option)."""
-    train_fields, rule_fields = _train_fields(), _rule_fields()
+def _data_keys(dataset: str | None) -> set[str] | None:
+    if dataset is None:
+        return None
+    return {f.name for f in dataclasses.fields(options_class(dataset))}
+
+
+def split(raw: dict, source: str) -> ParsedConfig:
+    """Sort the keys of ``raw`` into a ParsedConfig and check the training settings.
+    Without a ``dataset`` key, every key that is not a training or rule key is taken as a
+    dataset option (checked once the dataset is known)."""
     dataset = raw.get("dataset")
     if dataset is not None and not isinstance(dataset, str):
         raise BstdgError(f"config {source}: 'dataset' must be a string")
+    data_keys = _data_keys(dataset)
     train, rule, data = {}, {}, {}
     for key, value in raw.items():
         if key == "dataset":
@@ -109,104 +95,93 @@ def _split(raw: dict, source: str, data_keys: set[str] | None) -> RunConfig:
         if key == "rule":
             if not isinstance(value, dict):
                 raise BstdgError(f"config {source}: 'rule' must be a table of learning rule fields")
-            unknown = sorted(set(value) - rule_fields)
+            unknown = sorted(set(value) - RULE_FIELDS)
             if unknown:
                 raise BstdgError(f"config {source}: unknown rule key(s) {', '.join(unknown)} "
-                                 f"(known: {', '.join(sorted(rule_fields))})")
+                                 f"(known: {', '.join(sorted(RULE_FIELDS))})")
             rule.update(value)
-        elif key in train_fields:
-            train[key] = tuple(value) if key == "hidden" and isinstance(value, list) else value
+        elif key in TRAIN_FIELDS:
+            train[key] = value
         elif data_keys is None or key in data_keys:
             data[key] = value
         else:
-            known = sorted(train_fields | set(data_keys) | {"dataset", "rule"})
-            raise BstdgError(f"config {source}: unknown key {key!r}"
-                             f"{f' for dataset {dataset}' if dataset else ''} "
+            known = sorted(TRAIN_FIELDS | data_keys | {"dataset", "rule"})
+            raise BstdgError(f"config {source}: unknown key {key!r} for dataset {dataset} "
                              f"(known: {', '.join(known)})")
-    from .learning import LearningRule
-    from .train import TrainConfig
-
-    _check_kinds({k: v for k, v in train.items() if k != "hidden"}, TrainConfig(), source, "")
-    _check_kinds(rule, LearningRule(), source, "rule.")
-    if "hidden" in train:
-        hidden = train["hidden"]
-        if isinstance(hidden, int):
-            hidden = (hidden,)
-        if not (isinstance(hidden, tuple) and hidden and all(isinstance(h, int) and h > 0 for h in hidden)):
-            raise BstdgError(f"config {source}: 'hidden' must be a positive integer or a list of them")
-        train["hidden"] = hidden
-    try:  # values the dataclasses reject (e.g. an unknown optimizer or loss)
+    if "hidden" in train and isinstance(train["hidden"], int) and not isinstance(train["hidden"], bool):
+        train["hidden"] = (train["hidden"],)
+    try:  # every value checked by the dataclasses themselves
         TrainConfig(**train, rule=LearningRule(**rule))
-    except ValueError as exc:
+    except (BstdgError, TypeError, ValueError) as exc:
         raise BstdgError(f"config {source}: {exc}") from None
-    return RunConfig(dataset, train, rule, data, source)
+    return ParsedConfig(dataset, train, rule, data, source)
 
 
-def packaged_config(dataset: str) -> RunConfig:
-    """The packaged defaults of ``dataset`` (an empty RunConfig when it has none)."""
+def packaged_config(dataset: str) -> ParsedConfig:
+    """The packaged defaults of ``dataset`` (an empty ParsedConfig when it has none)."""
     path = packaged_config_path(dataset)
     if path is None:
-        return RunConfig(dataset, source=f"(no packaged config for {dataset})")
-    return _split(_read_toml(path.read_text(), f"bstdg/configs/{dataset}.toml"),
-                  f"bstdg/configs/{dataset}.toml", None)
+        return ParsedConfig(dataset, source=f"(no packaged config for {dataset})")
+    source = f"bstdg/configs/{dataset}.toml"
+    return split(parse_toml(path.read_bytes(), source), source)
 
 
-def default_data_options(dataset: str) -> dict:
-    """The dataset options of ``dataset`` with their packaged defaults."""
-    return dict(packaged_config(dataset).data)
-
-
-def check_data_options(dataset: str, options: dict, source: str = "options") -> dict:
-    """``options`` merged over the defaults; BstdgError naming unknown keys or wrong types."""
-    defaults = default_data_options(dataset)
-    unknown = sorted(set(options) - set(defaults))
-    if unknown:
-        known = ", ".join(sorted(defaults)) or "none"
-        raise BstdgError(f"{source}: unknown option(s) {', '.join(unknown)} for dataset "
-                         f"{dataset} (its options: {known})")
-    merged = dict(defaults)
-    for key, value in options.items():
-        default = defaults[key]
-        if not _same_kind(value, default):
-            raise BstdgError(f"{source}: option {key} of {dataset} must be "
-                             f"{type(default).__name__}, got {value!r}")
-        merged[key] = float(value) if isinstance(default, float) else value
-    return merged
-
-
-def load_config(path_or_name: str | Path) -> RunConfig:
+def load_config(path_or_name: str | Path) -> ParsedConfig:
     """Read a user config: a file path, or the name of a packaged config (e.g. ``shd``)."""
     path = Path(path_or_name).expanduser()
     if path.is_file():
         try:
-            text = path.read_text()
+            if path.stat().st_size > MAX_CONFIG_BYTES:
+                raise BstdgError(f"--config {path}: {path.stat().st_size:,} bytes; a config file "
+                                 f"is at most {MAX_CONFIG_BYTES:,}")
+            data = path.read_bytes()
         except OSError as exc:
             raise BstdgError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
-        raw = _read_toml(text, str(path))
-        source = str(path)
-    elif packaged_config_path(str(path_or_name)) is not None:
-        name = str(path_or_name)
-        raw = _read_toml(packaged_config_path(name).read_text(), f"bstdg/configs/{name}.toml")
-        source = f"bstdg/configs/{name}.toml"
-    else:
-        raise BstdgError(f"--config {path_or_name}: no such file, nor a packaged config "
-                         f"({', '.join(packaged_configs())})")
-    dataset = raw.get("dataset")
-    data_keys = set(default_data_options(dataset)) if isinstance(dataset, str) else None
-    return _split(raw, source, data_keys)
+        return split(parse_toml(data, str(path)), str(path))
+    name = str(path_or_name)
+    if packaged_config_path(name) is not None:
+        return packaged_config(name)
+    raise BstdgError(f"--config {path_or_name}: no such file, nor a packaged config "
+                     f"({', '.join(packaged_configs())})")
 
 
-def resolve(dataset: str | None, user: RunConfig | None = None) -> tuple[str, RunConfig]:
-    """The dataset to train on and the merged config (packaged defaults < user config).
+def resolve(dataset: str | None, user: ParsedConfig | None = None) -> tuple[str, ParsedConfig]:
+    """The dataset to train on and the merged config (packaged defaults < user config);
+    the dataset options are checked against the dataset's options dataclass.
 
     ``dataset``: given explicitly (wins over the config's ``dataset``); None: the user
     config's, else ``mnist``.
     """
-    name = dataset or (user.dataset if user else None) or "mnist"
+    name = dataset or (user.dataset if user else None) or DEFAULT_DATASET
     base = packaged_config(name)
-    if user is None:
-        return name, base
-    data = check_data_options(name, user.data, f"config {user.source}")
-    data = {k: v for k, v in data.items() if k in user.data}
-    return name, RunConfig(name, {**base.train, **user.train}, {**base.rule, **user.rule},
-                           {**base.data, **data}, user.source)
+    if user is not None:
+        base = ParsedConfig(name, {**base.train, **user.train}, {**base.rule, **user.rule},
+                            {**base.data, **user.data}, user.source)
+    known = _data_keys(name)
+    unknown = sorted(set(base.data) - known)
+    if unknown:
+        raise BstdgError(f"config {base.source}: unknown option(s) {', '.join(unknown)} for dataset "
+                         f"{name} (its options: {', '.join(sorted(known)) or 'none'})")
+    return name, base
+
+
+def train_settings(dataset: str | None, config=None, train: dict | None = None,
+                   rule: dict | None = None, options: dict | None = None) -> tuple[str, TrainConfig, dict]:
+    """``(dataset, TrainConfig, dataset options)``: the packaged config of ``dataset``, the
+    ``config`` file (a path, a packaged name, or None) over it, then the ``train`` /
+    ``rule`` / dataset ``options`` settings that are not ``None``. One-line BstdgError on
+    any bad value."""
+    user = load_config(config) if config is not None else None
+    dataset, merged = resolve(dataset, user)
+    settings = {**merged.train, **{k: v for k, v in (train or {}).items() if v is not None}}
+    rules = {**merged.rule, **{k: v for k, v in (rule or {}).items() if v is not None}}
+    data = {**merged.data, **{k: v for k, v in (options or {}).items() if v is not None}}
+    given = {k for k, v in {**(train or {}), **(rule or {})}.items() if v is not None}
+    try:
+        config_obj = TrainConfig(**settings, rule=LearningRule(**rules))
+    except (BstdgError, TypeError, ValueError) as exc:
+        if getattr(exc, "setting", None) in given:  # an explicit option: name it as typed
+            raise BstdgError(f"--{exc.setting.replace('_', '-')}: {exc}") from None
+        raise BstdgError(f"bad setting in {merged.source or 'the options'}: {exc}") from None
+    get_dataset(dataset, data, f"options of {dataset} ({merged.source or 'defaults'})")
+    return dataset, config_obj, data

@@ -11,7 +11,7 @@ Conventions used across the package:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -44,6 +44,14 @@ class SpikeEvents:
     def owner(self) -> np.ndarray:
         """The sample each event belongs to, ``(E,)`` int64."""
         return np.repeat(np.arange(len(self)), np.diff(self.ptr))
+
+    def first_times(self, index: int, t_max: int) -> np.ndarray:
+        """Spike time per input unit of sample ``index`` (``t_max``: none; the earliest
+        spike where a unit spikes several times), int32 ``(n_units,)``."""
+        lo, hi = self.ptr[index], self.ptr[index + 1]
+        times = np.full(self.n_units, t_max, np.int32)
+        np.minimum.at(times, self.units[lo:hi], self.times[lo:hi])
+        return times
 
     def rasters(self, t_max: int) -> np.ndarray:
         """Dense spike counts ``(B, t_max, n_units)`` float32 (for the reference simulator)."""
@@ -106,3 +114,58 @@ def shift_events(events: SpikeEvents, shape, dy: np.ndarray, dx: np.ndarray) -> 
     np.cumsum(np.bincount(owner[keep], minlength=len(events)), out=ptr[1:])
     units = (plane * h + y) * w + x
     return SpikeEvents(events.times[keep], units[keep].astype(np.int32), ptr, events.n_units)
+
+
+@dataclass(frozen=True)
+class Encoder:
+    """How a dataset's samples became input spikes: what a model carries so that its inputs
+    can be re-made (``bstdg eval``, exports) and what the trainer needs to know of them.
+
+    ``kind``: ``latency`` (:func:`encode_latency` of pixels), ``gabor-latency`` /
+    ``dog-latency`` / ``none-latency`` (image front ends, :mod:`bstdg.data.images`),
+    ``spike-bins`` (spike files binned to steps, :mod:`bstdg.data.shd`) or ``events``
+    (ready-made event lists, :mod:`bstdg.data.arrays`). ``t_max``: time steps of the code
+    (spike times lie in ``0..t_max-1``). ``input_shape``: the shape the inputs are the
+    row-major flattening of (``(C, H, W)`` or ``(H, W)`` for images; ``(n,)`` otherwise).
+    ``options``: the dataset options it was made with (plain JSON values; passing them back
+    to the dataset re-encodes a split the same way). ``notes``: descriptive entries (the
+    formula, unit order, ...) for readers of a model file; they change nothing.
+    """
+
+    kind: str
+    t_max: int
+    input_shape: tuple
+    options: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not isinstance(self.t_max, (int, np.integer)) or isinstance(self.t_max, bool) or self.t_max < 2:
+            raise ValueError(f"encoder t_max must be an integer >= 2, got {self.t_max!r}")
+        shape = tuple(int(n) for n in self.input_shape)
+        if not shape or min(shape) < 1:
+            raise ValueError(f"encoder input_shape must be positive sizes, got {self.input_shape!r}")
+        object.__setattr__(self, "input_shape", shape)
+        object.__setattr__(self, "t_max", int(self.t_max))
+
+    @property
+    def n_inputs(self) -> int:
+        return int(np.prod(self.input_shape))
+
+    def to_dict(self) -> dict:
+        """Plain JSON values: ``kind``, ``t_max``, ``input_shape`` (a list), ``options`` and
+        the notes' keys (the layout of ``meta["encoder"]`` in a model file)."""
+        return {**self.notes, "kind": self.kind, "t_max": self.t_max,
+                "input_shape": list(self.input_shape), "options": dict(self.options)}
+
+    @classmethod
+    def from_dict(cls, d: dict, n_inputs: int | None = None) -> "Encoder":
+        """The inverse of :meth:`to_dict`; a model saved without ``input_shape`` gets
+        ``(n_inputs,)``."""
+        d = dict(d)
+        kind, t_max = d.pop("kind", "latency"), d.pop("t_max")
+        shape = d.pop("input_shape", None) or [n_inputs]
+        options = d.pop("options", None) or {}
+        return cls(kind, t_max, tuple(shape), dict(options), d)
+
+    def with_t_max(self, t_max: int) -> "Encoder":
+        return replace(self, t_max=t_max)

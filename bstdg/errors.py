@@ -7,3 +7,15 @@ class BstdgError(Exception):
 
 class DataError(BstdgError):
     """Missing, truncated, corrupt or mismatched data files."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception by the command line (exit status 143)."""
+
+
+class Interrupted(BstdgError):
+    """Work stopped by Ctrl-C (``status`` 130) or SIGTERM (143); the message says what was kept."""
+
+    def __init__(self, message: str, status: int = 130):
+        super().__init__(message)
+        self.status = status

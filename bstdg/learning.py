@@ -25,20 +25,25 @@ The derivation and the output losses are in ``docs/learning.md``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numba
 import numpy as np
+
+from .checks import check_bool, check_choice, check_int, check_real
 
 
 @dataclass(frozen=True)
 class LearningRule:
     """Parameters of the timing-dependent learning rule (times in time steps)."""
 
-    loss: str | None = None  # "anytime" (per-sample SGD only, see anytime_output_error), "s4nn"
+    loss: str | None = field(default=None, metadata={"help": "output loss: anytime (the default "
+                             "with sgd), s4nn (the default with adam), hinge, ce (adam only); "
+                             "docs/learning.md", "choices": ("anytime", "s4nn", "hinge", "ce")})  # "anytime" (per-sample SGD only, see anytime_output_error), "s4nn"
     # (relative targets), "hinge" (margin) or "ce" (see output_error); None: the optimizer's
     # default (TrainConfig: anytime with sgd, s4nn with adam)
-    margin: float = 1.0  # gamma: how many steps the correct output must lead the others
+    margin: float = field(default=1.0, metadata={"help": "s4nn, hinge: time steps the correct "
+                                                 "output must lead by (default 1)"})  # gamma: how many steps the correct output must lead the others
     tau_ce: float = 10.0  # temperature of the "ce" loss, time steps
     tau_w: float = 0.0  # time constant of the weight factor g (0: constant 1)
     tau_t: float = 0.0  # time constant of the back-propagated factor h (0: constant 1)
@@ -50,15 +55,25 @@ class LearningRule:
     learn_hidden_thresholds: bool = True  # hidden thresholds learn too (with Adam they die; see docs)
     silent_fire_later: bool = False  # True: silent pre neurons also get "fire later" errors
     # (the rule before 2026-12-01; the Adam recipe needs it, see docs/learning.md)
-    probes: int = 6  # anytime: how many probe times (probe_times), time steps
-    beta: float = 0.2  # anytime: softmax scale per unit of output potential
-    window: float = 16.0  # anytime: half-width of the potential window (potential units)
+    probes: int = field(default=6, metadata={"help": "anytime: how many probe times (default 6)"})  # anytime: how many probe times (probe_times), time steps
+    beta: float = field(default=0.2, metadata={"help": "anytime: softmax scale per unit of output "
+                                               "potential (default 0.2)"})  # anytime: softmax scale per unit of output potential
+    window: float = field(default=16.0, metadata={"help": "anytime: half-width of the potential "
+                                                  "window (default 16)"})  # anytime: half-width of the potential window (potential units)
 
     def __post_init__(self):
-        if self.loss is not None and self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r} (use {', '.join(repr(x) for x in LOSSES)})")
-        if self.probes < 1 or self.window <= 0 or self.beta <= 0:
-            raise ValueError("probes must be at least 1, window and beta positive")
+        check_choice("loss", self.loss, LOSSES, optional=True)
+        check_real("margin", self.margin, 0)
+        check_real("tau_ce", self.tau_ce, 0, lo_open=True)
+        for name in ("tau_w", "tau_t", "tau_anti"):
+            check_real(name, getattr(self, name))
+        check_real("anti", self.anti, 0)
+        for name in ("normalise", "no_futile", "center_hidden", "learn_hidden_thresholds",
+                     "silent_fire_later"):
+            check_bool(name, getattr(self, name))
+        check_int("probes", self.probes, 1, 64)
+        check_real("beta", self.beta, 0, lo_open=True)
+        check_real("window", self.window, 0, lo_open=True)
 
 
 LOSSES = ("anytime", "s4nn", "hinge", "ce")

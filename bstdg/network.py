@@ -10,6 +10,7 @@ from .encoding import SpikeEvents, times_to_events
 from .engine import BinaryNet
 from .engine.event import if_network_forward
 from .errors import BstdgError
+from .files import save_npz
 
 FORMAT = "bstdg-model"
 FORMAT_VERSION = 1
@@ -102,11 +103,16 @@ class BinarySNN:
         return net
 
     # ------------------------------------------------------------------ persistence
+    def to_arrays(self) -> dict:
+        """The arrays of a model file (readable with ``allow_pickle=False``)."""
+        return dict(format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
+                    sizes=np.array(self.sizes, np.int64), t_max=np.array(self.t_max),
+                    w=self.w, theta=self.theta, meta=np.array(json.dumps(self.meta)))
+
     def save(self, path) -> None:
-        """Write an ``.npz`` readable with ``allow_pickle=False``."""
-        np.savez(path, format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
-                 sizes=np.array(self.sizes, np.int64), t_max=np.array(self.t_max),
-                 w=self.w, theta=self.theta, meta=np.array(json.dumps(self.meta)))
+        """Write an ``.npz`` readable with ``allow_pickle=False``, atomically
+        (:func:`bstdg.files.atomic_write`)."""
+        save_npz(path, **self.to_arrays())
 
     @classmethod
     def load(cls, path) -> "BinarySNN":

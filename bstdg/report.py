@@ -55,7 +55,6 @@ def test_outputs(run: Path, data_dir=None) -> tuple[dict | None, str | None]:
             return {k: z[k] for k in z.files}, None
     if not (run / "model.npz").exists():
         return None, "no test_outputs.npz and no model.npz in the run folder"
-    from .compare import sample_input_times
     from .data import load_events
     from .engine.event import if_network_forward
     from .evaluation import forward_decisions
@@ -79,7 +78,7 @@ def test_outputs(run: Path, data_dir=None) -> tuple[dict | None, str | None]:
     return {"decision_time": decision.time, "prediction": decision.prediction, "tie": decision.tie,
             "label": test.labels, "t_max": np.array(net.t_max), "sizes": np.array(net.sizes),
             "hidden_spikes": hidden_spikes_before_decision(result, decision, net.t_max),
-            "raster_input_times": sample_input_times(test.events, 0, net.t_max),
+            "raster_input_times": test.events.first_times(0, net.t_max),
             "raster_times": full.times[0]}, None
 
 

@@ -1,12 +1,14 @@
-"""The training loop: mini-batches of timing gradients, Adam on latent weights and
-thresholds, evaluation with the prediction rule, checkpoints and ``metrics.json``."""
+"""Training: :class:`Trainer` (one epoch of per-sample SGD or mini-batch Adam, its state
+for checkpoints) and :func:`fit`, the one epoch loop that ``bstdg train``, ``bstdg compare``,
+the estimator and the benchmarks share (hooks for timing, checkpoints and logging)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from typing import Callable
 
 import numba
 import numpy as np
@@ -16,99 +18,13 @@ from .evaluation import evaluate
 from .encoding import SpikeEvents, shift_events
 from .errors import BstdgError
 from .engine.event import if_network_batch
-from .learning import (LearningRule, backprop_timing_error, drop_futile, normalise_rows, output_error,
+from .learning import (backprop_timing_error, drop_futile, normalise_rows, output_error,
                        output_loss, probe_times, timing_factor, weight_gradient)
 from .network import BinarySNN
 from .online import anytime_samples, sgd_samples
 from .optim import Adam, binarize, moving_average
 from .progress import Progress
-
-
-OPTIMIZERS = ("sgd", "adam")
-DEFAULT_LOSS = {"sgd": "anytime", "adam": "s4nn"}  # when the rule names none
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that defines a training run (saved into ``metrics.json``).
-
-    ``optimizer``: ``sgd`` (default) updates after every sample with plain SGD
-    (:mod:`bstdg.online`); ``adam`` sums the rule over mini-batches of ``batch_size`` and
-    steps Adam (:meth:`Trainer.step`). With ``sgd``, ``batch_size`` is only how many samples
-    pass between two takes of the running average. The start (:func:`initial_network`)
-    and the default learning rates (``DEFAULT_LR``) depend on the recipe: ``anytime``
-    (sgd with the anytime loss, the default), ``sgd`` (sgd with the s4nn loss) or ``adam``.
-    """
-
-    hidden: tuple = (600,)
-    t_max: int = 256
-    epochs: int = 10
-    optimizer: str = "sgd"
-    batch_size: int = 64
-    lr_w: float | None = None  # hidden-layer weights (None: the optimizer's DEFAULT_LR)
-    lr_w_out: float | None = None  # output-layer weights (None: the optimizer's default)
-    lr_theta: float | None = None  # thresholds (None: the optimizer's default; 0: fixed)
-    lr_decay: float = 0.9  # multiplied into the learning rates after every epoch
-    theta_init: float = 20.0  # recipe sgd: the threshold every neuron starts from
-    theta_out: float = 36.0  # recipe anytime: the fixed threshold of every output neuron (how
-    # much evidence a decision needs; sets the decision time)
-    hidden_margin: int | None = None  # added to every hidden threshold of the network that is
-    # evaluated and saved (None: the recipe's default, HIDDEN_MARGIN); see Trainer.model
-    average: float = 0.999  # decay of the running average of latent weights and thresholds
-    # that is evaluated and saved (0: use the live parameters); see Trainer.averaged and
-    # average_decay
-    shift: int = 0  # training augmentation: each epoch moves every training image's spikes
-    # by a random (dy, dx) in -shift..shift pixels (image datasets; see Trainer.train_epoch)
-    seed: int = 0
-    rule: LearningRule = field(default_factory=LearningRule)
-
-    def __post_init__(self):
-        if self.shift < 0:
-            raise ValueError(f"shift must be 0 (off) or a positive number of pixels, got {self.shift}")
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r} (use {' or '.join(OPTIMIZERS)})")
-        if self.optimizer == "sgd" and (self.loss not in ("anytime", "s4nn") or self.rule.no_futile):
-            raise ValueError("optimizer sgd supports the anytime and s4nn losses without no_futile "
-                             "only (use optimizer adam for the hinge and ce losses)")
-        if self.optimizer == "adam" and self.loss == "anytime":
-            raise ValueError("the anytime loss trains with optimizer sgd only (use loss s4nn, "
-                             "hinge or ce with adam)")
-
-    @property
-    def loss(self) -> str:
-        """The output loss: ``rule.loss``, or the optimizer's default when the rule names none."""
-        return DEFAULT_LOSS[self.optimizer] if self.rule.loss is None else self.rule.loss
-
-    @property
-    def recipe(self) -> str:
-        """``anytime`` (sgd + anytime loss), ``sgd`` (sgd + s4nn loss) or ``adam``."""
-        return "anytime" if self.loss == "anytime" else self.optimizer
-
-    def learning_rate(self, name: str) -> float:
-        """``lr_w``, ``lr_w_out`` or ``lr_theta``, the recipe's default where unset."""
-        value = getattr(self, name)
-        return DEFAULT_LR[self.recipe][name] if value is None else float(value)
-
-    def margin(self) -> int:
-        """``hidden_margin``, the recipe's default where unset."""
-        return HIDDEN_MARGIN[self.recipe] if self.hidden_margin is None else int(self.hidden_margin)
-
-
-# Learning rates per recipe, in latent units (weights live in [-1, 1]). anytime: the error
-# of a hidden neuron carries the window's 1/window, the output layer's does not. sgd (s4nn):
-# a hidden neuron's error is one of ~600 entries of a unit vector, an output's one of ~2, so
-# the output layer's rate is ~16x smaller for steps of the same size (docs/learning.md).
-DEFAULT_LR = {"anytime": {"lr_w": 0.01, "lr_w_out": 0.002, "lr_theta": 0.01},
-              "sgd": {"lr_w": 0.4, "lr_w_out": 0.025, "lr_theta": 0.03},
-              "adam": {"lr_w": 0.01, "lr_w_out": 0.01, "lr_theta": 0.01}}
-
-
-# Hidden margin per recipe, in potential units: the trained hidden thresholds are raised by
-# this much in the network that is evaluated and saved, so a hidden neuron fires only with
-# that much more evidence than during training. anytime: 3, chosen with theta_out on 5,000
-# MNIST training images held out from training (docs/learning.md, "Hidden margin"); the
-# other recipes keep the figures they were measured with.
-HIDDEN_MARGIN = {"anytime": 3, "sgd": 0, "adam": 0}
+from .recipe import TrainConfig
 
 
 AVERAGE_EVERY = 4  # the running average takes in every 4th update (with the decay to the
@@ -142,9 +58,9 @@ class Trainer:
         self.rng = np.random.default_rng(config.seed + 1)
         # (H, W) or (C, H, W) of the inputs, for config.shift; image datasets record it
         self.input_shape = (net.meta.get("encoder") or {}).get("input_shape")
-        if config.shift and not self.input_shape:
+        if config.shift and not (self.input_shape and len(self.input_shape) in (2, 3)):
             raise BstdgError(f"shift {config.shift}: shifting needs image inputs, and "
-                             f"{net.meta.get('dataset', 'this dataset')} records no input shape "
+                             f"{net.meta.get('dataset', 'this dataset')} records no image input shape "
                              f"(set shift = 0)")
         hidden_layers = net.n_layers - 1
         self.lr_w = np.array([config.learning_rate("lr_w")] * hidden_layers
@@ -260,6 +176,38 @@ class Trainer:
         self.count_update()
         return out_times, potential, loss
 
+    def state(self) -> dict:
+        """Everything :meth:`restore` needs to continue bit-identically after the epochs done
+        so far: the live and averaged parameters, the counters, the random generator's state
+        and the Adam moments (arrays and plain JSON values)."""
+        state = {"w": self.net.w.copy(), "theta": self.net.theta.copy(), "avg_w": self.avg_w.copy(),
+                 "avg_theta": self.avg_theta.copy(), "epoch": self.epoch, "updates": self.updates,
+                 "updates_since_average": self.updates_since_average,
+                 "rng": json.dumps(self.rng.bit_generator.state)}
+        if self.config.optimizer == "adam":
+            for name, opt in (("opt_w", self.opt_w), ("opt_theta", self.opt_theta)):
+                state.update({f"{name}_m": opt.m.copy(), f"{name}_v": opt.v.copy(),
+                              f"{name}_steps": opt.step_count})
+        return state
+
+    def restore(self, state: dict) -> "Trainer":
+        """Continue from :meth:`state` (of a trainer with the same network sizes and config)."""
+        for name, target in (("w", self.net.w), ("theta", self.net.theta), ("avg_w", self.avg_w),
+                             ("avg_theta", self.avg_theta)):
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                raise BstdgError(f"checkpoint: {name} has shape {value.shape}, the network {target.shape}")
+            target[:] = value
+        binarize(self.net.w, self.w_bin)
+        self.epoch, self.updates = int(state["epoch"]), int(state["updates"])
+        self.updates_since_average = int(state["updates_since_average"])
+        self.rng.bit_generator.state = json.loads(str(state["rng"]))
+        if self.config.optimizer == "adam":
+            for name, opt in (("opt_w", self.opt_w), ("opt_theta", self.opt_theta)):
+                opt.m[:], opt.v[:] = state[f"{name}_m"], state[f"{name}_v"]
+                opt.step_count = int(state[f"{name}_steps"])
+        return self
+
     def count_update(self) -> None:
         self.updates += 1
         self.updates_since_average += 1
@@ -325,52 +273,80 @@ def hidden_events(times: np.ndarray, t_max: int) -> SpikeEvents:
     return SpikeEvents(times[b, i].astype(np.int32), i.astype(np.int32), ptr, times.shape[1])
 
 
-def run_training(config: TrainConfig, dataset: str, out_dir, data_dir=None, limit_train=None,
-                 limit_test=None, progress: bool | None = None, log=print,
-                 data_options: dict | None = None) -> dict:
-    """Train on ``dataset`` (encoded with ``data_options`` over the packaged defaults) from
-    scratch, evaluate after every epoch, and write ``out_dir/model.npz`` and
-    ``out_dir/metrics.json``. Returns the metrics dict."""
-    from .data import load_events
+EpochHook = Callable[["Trainer", BinarySNN, dict], None]
 
-    train = load_events(dataset, "train", config.t_max, data_dir, limit_train, options=data_options)
-    test = load_events(dataset, "test", config.t_max, data_dir, limit_test, options=data_options)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    meta = {"dataset": dataset, "encoder": train.encoder}  # how to re-encode: eval, export
-    net = initial_network(config, train.events, train.n_classes, meta)
-    trainer = Trainer(net, config)
+
+def fit(trainer: Trainer, train, test=None, *, hooks: tuple = (), timer=None,
+        progress: bool | None = None, log: Callable | None = print) -> list[dict]:
+    """Train ``trainer`` from its current epoch up to ``trainer.config.epochs`` on ``train``
+    (an :class:`~bstdg.data.EncodedSplit`), evaluating the saved network
+    (:meth:`Trainer.model`) on ``test`` after every epoch. Returns one dict per epoch done
+    here (``epoch``, ``train_accuracy_running``, ``loss``, ``train_seconds``,
+    ``train_samples_per_s`` and, with ``test``, the keys of
+    :meth:`~bstdg.evaluation.Evaluation.test_metrics`).
+
+    ``timer``: a context-manager factory wrapped around each training epoch and nothing else
+    (``bstdg compare``'s time and memory meter); ``hooks``: functions
+    ``hook(trainer, model, info)`` called after each epoch (checkpoints, early stopping by
+    raising :class:`StopTraining`); ``log``: one line per epoch (None: silent).
+    """
+    config = trainer.config
     history = []
-    wall = 0.0
-    test_eval = None if config.epochs else evaluate(net, test.events, test.labels)
-    for _ in range(config.epochs):
-        info = trainer.train_epoch(train.events, train.labels, progress)
-        wall += info["train_seconds"]
-        net = trainer.model()
-        ev = test_eval = evaluate(net, test.events, test.labels)
-        info.update(ev.test_metrics())
+    while trainer.epoch < config.epochs:
+        with (timer() if timer is not None else contextlib.nullcontext()):
+            info = trainer.train_epoch(train.events, train.labels, progress)
+        model = trainer.model()
+        if test is not None:
+            ev = evaluate(model, test.events, test.labels)
+            info.update(ev.test_metrics())
         history.append(info)
-        log(f"epoch {info['epoch']}/{config.epochs}: test accuracy {ev.accuracy:.4f} "
-            f"(ties {ev.ties}, silent {ev.silent}), decision {ev.mean_decision_time:.1f} steps, "
-            f"{ev.hidden_spikes_per_sample:.1f} hidden spikes/sample, "
-            f"{info['train_samples_per_s']:,.0f} train samples/s")
-        net.save(out_dir / "model.npz")
-    train_eval = evaluate(net, train.events, train.labels)
-    result = {
-        "dataset": dataset,
-        **test_eval.test_metrics(),
-        "train_accuracy": train_eval.accuracy,
-        "epochs": config.epochs,
-        "train_wall_s": wall,
-        "train_samples_per_s": float(np.median([h["train_samples_per_s"] for h in history]))
-        if history else 0.0,
-        "sizes": list(net.sizes),
-        "config": config_dict(config),
-        "history": history,
-    }
-    with open(out_dir / "metrics.json", "w") as f:
-        json.dump(result, f, indent=2, default=float)
-    return result
+        if log is not None:
+            tested = (f"test accuracy {ev.accuracy:.4f} (ties {ev.ties}, silent {ev.silent}), "
+                      f"decision {ev.mean_decision_time:.1f} steps, "
+                      f"{ev.hidden_spikes_per_sample:.1f} hidden spikes/sample, ") if test is not None else ""
+            log(f"epoch {info['epoch']}/{config.epochs}: {tested}"
+                f"{info['train_samples_per_s']:,.0f} train samples/s")
+        try:
+            for hook in hooks:
+                hook(trainer, model, info)
+        except StopTraining:
+            break
+    return history
+
+
+class StopTraining(Exception):
+    """Raised by a :func:`fit` hook to end training after the current epoch."""
+
+
+def check_memory(sizes, n_samples: int, optimizer: str = "sgd") -> None:
+    """BstdgError, before anything is allocated, when a network of ``sizes`` trained with
+    ``optimizer`` and evaluated on batches of ``n_samples`` cannot fit in the memory
+    available now. Counted: latent weights, their running average, the Adam moments
+    (float32 each), the binary weights (int8), and one spike time per neuron per sample
+    of the evaluation (int32, twice: times and a copy)."""
+    n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    per_weight = 4 + 4 + 1 + (12 if optimizer == "adam" else 0)
+    need = n_w * per_weight + 8 * n_samples * sum(sizes[1:])
+    available = available_memory()
+    if available is not None and need > available:
+        raise BstdgError(f"a {'-'.join(map(str, sizes))} network needs about {need / 2**30:.1f} GiB "
+                         f"to train and evaluate {n_samples:,} samples, and {available / 2**30:.1f} GiB "
+                         f"is available: use smaller layers (--hidden) or fewer samples (--limit-*)")
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo), None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def initial_network(config: TrainConfig, train_events: SpikeEvents, n_classes: int,
@@ -393,14 +369,3 @@ def initial_network(config: TrainConfig, train_events: SpikeEvents, n_classes: i
     if config.recipe == "anytime":
         net.threshold(net.n_layers - 1)[:] = config.theta_out
     return net
-
-
-def config_dict(config: TrainConfig) -> dict:
-    """``config`` as plain JSON values, unset learning rates filled in."""
-    d = asdict(config)
-    d["hidden"] = list(config.hidden)
-    for name in DEFAULT_LR[config.recipe]:
-        d[name] = config.learning_rate(name)
-    d["hidden_margin"] = config.margin()
-    d["rule"]["loss"] = config.loss
-    return d

@@ -9,7 +9,8 @@ from bstdg.learning import (LearningRule, anytime_output_error, potential_window
                             probe_times)
 from bstdg.network import BinarySNN
 from bstdg.online import anytime_samples
-from bstdg.train import TrainConfig, Trainer, initial_network
+from bstdg.recipe import TrainConfig
+from bstdg.train import Trainer, initial_network
 
 from helpers import random_latency_events, random_multi_spike_events
 
@@ -159,5 +160,5 @@ def test_anytime_recipe_keeps_output_thresholds_and_learns_hidden_ones():
 def test_anytime_needs_per_sample_sgd():
     with pytest.raises(ValueError, match="anytime loss trains with optimizer sgd"):
         TrainConfig(optimizer="adam", rule=LearningRule(loss="anytime"))
-    with pytest.raises(ValueError, match="probes must be at least 1"):
+    with pytest.raises(ValueError, match="probes must be an integer"):
         LearningRule(probes=0)

@@ -168,13 +168,13 @@ def test_data_list_and_verify(data_dir, capsys):
 
 def test_data_fetch_does_nothing_when_verified_data_is_found(data_dir, monkeypatch, capsys):
     checksums = {f: hashlib.sha256(read_decompressed(fetch_mod.find_file(data_dir, f))).hexdigest()
-                 for f in fetch_mod.DATASETS["mnist"].files}
-    monkeypatch.setitem(fetch_mod.DATASETS, "mnist",
-                        dataclasses.replace(fetch_mod.DATASETS["mnist"], files=checksums))
+                 for f in fetch_mod.IDX_SPECS["mnist"].files}
+    monkeypatch.setitem(fetch_mod.IDX_SPECS, "mnist",
+                        dataclasses.replace(fetch_mod.IDX_SPECS["mnist"], files=checksums))
 
     def no_download(*args, **kwargs):
         raise AssertionError("fetch must not download when verified data is present")
-    monkeypatch.setattr(fetch_mod, "fetch", no_download)
+    monkeypatch.setattr(fetch_mod, "fetch_idx", no_download)
     monkeypatch.setenv("BSTDG_DATA", str(data_dir))
     assert main_cli(["data", "fetch", "mnist"]) == 0
     assert "already present and verified" in capsys.readouterr().out
@@ -204,7 +204,7 @@ def test_unwritable_out(data_dir, tmp_path, capsys):
 def test_unknown_dataset(data_dir, capsys):
     status = main_cli(["train", "--dataset", "cifar-10", "--data-dir", str(data_dir),
                        "--out", "runs/x"])
-    assert_one_line_error(status, capsys.readouterr().err, "--dataset", "invalid choice: 'cifar-10'")
+    assert_one_line_error(status, capsys.readouterr().err, "unknown dataset 'cifar-10'", "arrays:")
 
 
 @pytest.mark.parametrize("argv, fragment", [

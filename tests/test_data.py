@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from bstdg.data import fetch as fetch_mod
-from bstdg.data.fetch import data_list, data_roots, fetch, locate, verify
+from bstdg.data import data_list, locate, verify
+from bstdg.data import fetch_dataset as fetch
+from bstdg.data.base import data_roots
 from bstdg.data.idx import read_idx, write_idx
 from bstdg.data.mnist import load_idx_dataset
 from bstdg.errors import DataError
@@ -53,8 +55,8 @@ def write_dataset(folder: Path, arrays: dict[str, np.ndarray] | None = None) -> 
 
 
 def use_spec(monkeypatch, name: str, **changes) -> None:
-    spec = dataclasses.replace(fetch_mod.DATASETS[name], **changes)
-    monkeypatch.setitem(fetch_mod.DATASETS, name, spec)
+    spec = dataclasses.replace(fetch_mod.IDX_SPECS[name], **changes)
+    monkeypatch.setitem(fetch_mod.IDX_SPECS, name, spec)
 
 
 # --- IDX ---------------------------------------------------------------------------------
@@ -122,7 +124,7 @@ def test_corrupt_gzip(tmp_path):
 def test_load_idx_dataset(tmp_path):
     arrays = tiny_arrays()
     write_dataset(tmp_path / "mnist", arrays)
-    images, labels = load_idx_dataset("mnist", "test", data_dir=tmp_path)
+    images, labels = load_idx_dataset("mnist", "test", tmp_path / "mnist")
     assert images.dtype == np.uint8 and images.shape == (3, 28, 28)
     np.testing.assert_array_equal(labels, arrays["t10k-labels-idx1-ubyte"])
 
@@ -132,7 +134,7 @@ def test_count_mismatch(tmp_path):
     arrays["train-labels-idx1-ubyte"] = arrays["train-labels-idx1-ubyte"][:4]
     write_dataset(tmp_path, arrays)
     with pytest.raises(DataError, match="5 images .* but 4 labels"):
-        load_idx_dataset("mnist", "train", data_dir=tmp_path)
+        load_idx_dataset("mnist", "train", tmp_path)
 
 
 def test_label_out_of_range(tmp_path):
@@ -140,7 +142,7 @@ def test_label_out_of_range(tmp_path):
     arrays["t10k-labels-idx1-ubyte"][1] = 10
     write_dataset(tmp_path, arrays)
     with pytest.raises(DataError, match="label 10; labels must be 0..9"):
-        load_idx_dataset("fashion-mnist", "test", data_dir=tmp_path)
+        load_idx_dataset("fashion-mnist", "test", tmp_path)
 
 
 def test_wrong_image_shape(tmp_path):
@@ -148,14 +150,14 @@ def test_wrong_image_shape(tmp_path):
     arrays["t10k-images-idx3-ubyte"] = np.zeros((3, 28, 27), dtype=np.uint8)
     write_dataset(tmp_path, arrays)
     with pytest.raises(DataError, match=r"expected uint8 images of shape \(N, 28, 28\)"):
-        load_idx_dataset("mnist", "test", data_dir=tmp_path)
+        load_idx_dataset("mnist", "test", tmp_path)
 
 
 def test_unknown_name_and_split(tmp_path):
     with pytest.raises(DataError, match="unknown IDX dataset 'cifar'"):
-        load_idx_dataset("cifar", "train", data_dir=tmp_path)
+        load_idx_dataset("cifar", "train", tmp_path)
     with pytest.raises(DataError, match="unknown split 'val'"):
-        load_idx_dataset("mnist", "val", data_dir=tmp_path)
+        load_idx_dataset("mnist", "val", tmp_path)
 
 
 # --- locating ----------------------------------------------------------------------------

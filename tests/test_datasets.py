@@ -16,11 +16,12 @@ import pytest
 from PIL import Image
 
 from bstdg import config as config_mod
-from bstdg.cli import DATASET_CHOICES, LOSS_CHOICES, main_cli
-from bstdg.data import DATASET_NAMES, load_events, trained_options
-from bstdg.data import caltech, fsdd, shd
+from bstdg.cli import main_cli
+from bstdg.data import DATASET_NAMES, get_dataset, load_events, trained_options
+from bstdg.data import caltech, fsdd, images, shd
 from bstdg.data import fetch as fetch_mod
-from bstdg.data.fetch import data_list, fetch, locate, verify
+from bstdg.data import data_list, locate, verify
+from bstdg.data import fetch_dataset as fetch
 from bstdg.errors import BstdgError, DataError
 from helpers import isolated  # noqa: F401 (autouse fixture)
 
@@ -72,15 +73,15 @@ def test_caltech_split_folders(tmp_path):
     # the packaged front end: 4 Gabor orientations, max-pooled over 4 x 4 blocks
     assert split.events.n_units == 4 * 4 * 6 and split.n_classes == 2
     assert list(split.labels) == [0, 1] * 4  # classes interleaved
-    assert split.encoder["kind"] == "gabor-latency" and split.encoder["options"]["height"] == 16
-    assert split.encoder["input_shape"] == [4, 4, 6]
+    assert split.encoder.to_dict()["kind"] == "gabor-latency" and split.encoder.to_dict()["options"]["height"] == 16
+    assert split.encoder.to_dict()["input_shape"] == [4, 4, 6]
     assert (np.diff(split.events.ptr) > 0).all()
     assert split.events.times.min() == 0 and split.events.times.max() < 32
     dog = load_events("caltech-face-motor", "train", 32, tmp_path,
                       options={**SMALL, "filter": "dog", "pool": 1})
-    assert dog.encoder["kind"] == "dog-latency" and dog.encoder["input_shape"] == [2, 16, 24]
+    assert dog.encoder.to_dict()["kind"] == "dog-latency" and dog.encoder.to_dict()["input_shape"] == [2, 16, 24]
     assert dog.events.n_units == 2 * 16 * 24
-    with pytest.raises(DataError, match='filter must be "gabor" or "dog", got \'sobel\''):
+    with pytest.raises(DataError, match="filter must be one of none, gabor, dog, got 'sobel'"):
         load_events("caltech-face-motor", "train", 32, tmp_path, options={**SMALL, "filter": "sobel"})
     with pytest.raises(DataError, match=r"pool must be 1\.\.16 for 16x24 images, got 20"):
         load_events("caltech-face-motor", "train", 32, tmp_path, options={**SMALL, "pool": 20})
@@ -107,13 +108,13 @@ def test_caltech_full_download_split(tmp_path):
             picture(label, i).save(base / sub / f"image_{i + 1:04d}.jpg")
     opts = {**SMALL, "train_per_class": 3, "test_per_class": 2}
     assert locate("caltech-face-motor", tmp_path) == base
-    train1, _ = caltech.split_files(base, "train", config_mod.check_data_options("caltech-face-motor", opts))
-    test1, _ = caltech.split_files(base, "test", config_mod.check_data_options("caltech-face-motor", opts))
-    train2, _ = caltech.split_files(base, "train", config_mod.check_data_options("caltech-face-motor", opts))
+    train1, _ = caltech.split_files(base, "train", get_dataset("caltech-face-motor", opts).options)
+    test1, _ = caltech.split_files(base, "test", get_dataset("caltech-face-motor", opts).options)
+    train2, _ = caltech.split_files(base, "train", get_dataset("caltech-face-motor", opts).options)
     assert train1 == train2 and len(train1) == 6 and len(test1) == 4
     assert not set(train1) & set(test1)
-    other, _ = caltech.split_files(base, "train", config_mod.check_data_options(
-        "caltech-face-motor", {**opts, "split_seed": 5}))
+    other, _ = caltech.split_files(base, "train", get_dataset(
+        "caltech-face-motor", {**opts, "split_seed": 5}).options)
     assert other != train1
     split = load_events("caltech-face-motor", "test", 16, tmp_path, options=opts)
     assert list(split.labels) == [0, 1, 0, 1]
@@ -123,24 +124,24 @@ def test_caltech_full_download_split(tmp_path):
 
 def test_dog_filter():
     flat = np.full((1, 20, 20), 0.5)
-    assert not caltech.dog_responses(flat, 1.0, 2.0, 7).any()
+    assert not images.dog_responses(flat, 1.0, 2.0, 7).any()
     dot = np.zeros((1, 20, 20))
     dot[0, 10, 10] = 1.0
-    maps = caltech.dog_responses(dot, 1.0, 2.0, 7)
+    maps = images.dog_responses(dot, 1.0, 2.0, 7)
     assert maps[0, 0].max() == 1.0 and np.unravel_index(maps[0, 0].argmax(), (20, 20)) == (10, 10)
     assert maps[0, 1, 10, 10] == 0 and maps[0, 1].max() > 0  # the off-centre ring around it
 
 
 def test_gabor_filter():
     flat = np.full((1, 20, 20), 0.5)
-    assert not caltech.gabor_responses(flat, 7, 5.0, 2.0, 0.5, 4).any()
-    kernels = caltech.gabor_kernels(7, 5.0, 2.0, 0.5, 4)
+    assert not images.gabor_responses(flat, 7, 5.0, 2.0, 0.5, 4).any()
+    kernels = images.gabor_kernels(7, 5.0, 2.0, 0.5, 4)
     assert kernels.shape == (4, 7, 7)
     assert np.allclose(kernels.sum(axis=(1, 2)), 0) and np.allclose(np.abs(kernels).sum(axis=(1, 2)), 1)
     assert np.allclose(kernels[2], kernels[0].T)  # 90 degrees: the 0-degree kernel transposed
     bar = np.zeros((1, 20, 20))
     bar[0, :, 10] = 1.0  # a vertical line: the 0-degree filter (cosine along x) answers it
-    maps = caltech.gabor_responses(bar, 7, 5.0, 2.0, 0.5, 4)
+    maps = images.gabor_responses(bar, 7, 5.0, 2.0, 0.5, 4)
     assert maps.shape == (1, 4, 20, 20) and maps.max() == 1.0
     assert np.unravel_index(maps[0].argmax(), (4, 20, 20))[0] == 0 and maps[0, 0, 10, 10] == 1.0
     assert maps[0, 2].max() < 0.05  # the horizontal filter barely sees it
@@ -148,11 +149,11 @@ def test_gabor_filter():
 
 def test_max_pool():
     maps = np.arange(2 * 5 * 6, dtype=float).reshape(1, 2, 5, 6)
-    pooled = caltech.max_pool(maps, 2)
+    pooled = images.max_pool(maps, 2)
     assert pooled.shape == (1, 2, 2, 3)  # the odd last row is dropped
     assert pooled[0, 0].tolist() == [[7, 9, 11], [19, 21, 23]]
     assert pooled[0, 1, 0, 0] == 30 + 7
-    assert caltech.max_pool(maps, 1) is maps
+    assert images.max_pool(maps, 1) is maps
 
 
 def test_caltech_bad_inputs(tmp_path, capsys):
@@ -163,7 +164,7 @@ def test_caltech_bad_inputs(tmp_path, capsys):
     path = root / "train" / "face" / "image_0002.jpg"
     path.write_bytes(path.read_bytes()[:200])  # truncated
     with pytest.raises(DataError, match=r"image_0002.jpg: not a readable image"):
-        caltech.read_gray(path, 16, 24)
+        images.read_gray(path, 16, 24)
 
     partial = write_split_folders(tmp_path / "p" / "caltech-face-motor")
     for f in (partial / "test" / "motorbike").iterdir():
@@ -198,8 +199,7 @@ def test_caltech_fetch_from_archive(tmp_path, monkeypatch):
         tar.add(src, arcname="101_ObjectCategories")
     with zipfile.ZipFile(tmp_path / "caltech-101.zip", "w") as zf:
         zf.write(tmp_path / "101_ObjectCategories.tar.gz", "caltech-101/101_ObjectCategories.tar.gz")
-    monkeypatch.setitem(fetch_mod.DATASETS, "caltech-face-motor", dataclasses.replace(
-        fetch_mod.DATASETS["caltech-face-motor"], urls=((tmp_path / "caltech-101.zip").as_uri(),)))
+    monkeypatch.setattr(caltech, "URLS", ((tmp_path / "caltech-101.zip").as_uri(),))
     monkeypatch.setattr(caltech, "KNOWN_FULL_COUNTS", {"Faces": 3, "Motorbikes": 3})
     got = fetch("caltech-face-motor", tmp_path / "datasets", progress=False)
     assert got == tmp_path / "datasets" / "caltech-face-motor" / "101_ObjectCategories"
@@ -260,7 +260,7 @@ def test_shd_binning_and_downsampling(tmp_path):
     s = slice(ev.ptr[1], ev.ptr[2])
     assert list(ev.times[s]) == [0, 0, 1, 1, 199]
     assert list(ev.units[s]) == [0, 139, 0, 0, 2]
-    assert split.encoder["kind"] == "spike-bins" and split.encoder["step_s"] == pytest.approx(0.005)
+    assert split.encoder.to_dict()["kind"] == "spike-bins" and split.encoder.to_dict()["step_s"] == pytest.approx(0.005)
     full = load_events("shd", "train", 200, tmp_path,
                        options={"duration_s": 1.0, "channels": 700, "time_windows": 1})
     assert full.events.n_units == 700
@@ -277,9 +277,10 @@ def test_shd_time_windows_split_units_by_time(tmp_path):
     assert ev.n_units == 560
     assert list(ev.times) == [0, 0, 1, 53, 199]
     assert list(ev.units) == [0, 139, 0, 2 + 140, 2 + 420]
-    for bad in (0, 201):
-        with pytest.raises(DataError, match=r"time_windows must be 1..t_max \(200\), got " + str(bad)):
-            load_events("shd", "train", 200, tmp_path, options={**opts, "time_windows": bad})
+    with pytest.raises(DataError, match=r"time_windows must be at least 1, got 0"):
+        load_events("shd", "train", 200, tmp_path, options={**opts, "time_windows": 0})
+    with pytest.raises(DataError, match=r"time_windows must be 1..t_max \(200\), got 201"):
+        load_events("shd", "train", 200, tmp_path, options={**opts, "time_windows": 201})
 
 
 def test_shd_unsorted_times_are_sorted(tmp_path):
@@ -355,11 +356,14 @@ def test_shd_train_cli_with_config(tmp_path, capsys):
 
 BAD_CONFIGS = [  # (file content, fragments of the one-line error)
     ('dataset = "shd"\nchanels = 140\n', ("unknown key 'chanels'", "channels")),
-    ('dataset = "shd"\nchannels = "many"\n', ("option channels of shd must be int",)),
-    ('epochs = "ten"\n', ("epochs must be int",)),
-    ('[rule]\nmargin = "x"\n', ("rule.margin must be float",)),
-    ('lr_w = "fast"\n', ("lr_w must be a number",)),
-    ('optimizer = "rmsprop"\n', ("unknown optimizer 'rmsprop'",)),
+    ('dataset = "shd"\nchannels = "many"\n', ("option channels must be int",)),
+    ('epochs = "ten"\n', ("epochs must be an integer >= 1", "'ten'")),
+    ('[rule]\nmargin = "x"\n', ("margin must be a finite number >= 0",)),
+    ('lr_w = "fast"\n', ("lr_w must be a finite number > 0",)),
+    ('lr_w = nan\n', ("lr_w must be a finite number > 0", "nan")),
+    ('hidden = true\n', ("hidden must be a list of layer sizes",)),
+    ('epochs = 0\n', ("epochs must be an integer >= 1",)),
+    ('optimizer = "rmsprop"\n', ("optimizer must be one of sgd, adam", "rmsprop")),
     ("hidden = [\n", ("not valid TOML",)),
 ]
 
@@ -376,16 +380,13 @@ def test_config_errors(tmp_path, capsys):
 
 def test_packaged_configs_are_valid():
     assert set(config_mod.packaged_configs()) == set(DATASET_NAMES)
-    assert tuple(DATASET_CHOICES) == tuple(DATASET_NAMES)
-    from bstdg.learning import LOSSES
-    assert tuple(LOSS_CHOICES) == tuple(LOSSES)
     for name in DATASET_NAMES:
         cfg = config_mod.packaged_config(name)
         assert cfg.dataset == name and cfg.train["epochs"] >= 1 and cfg.train["t_max"] >= 2
         assert config_mod.load_config(name).train == cfg.train  # --config NAME works too
-    assert config_mod.default_data_options("mnist") == {}
+    assert config_mod.packaged_config("mnist").data == {}
     with pytest.raises(BstdgError, match="unknown option"):
-        config_mod.check_data_options("mnist", {"channels": 3})
+        get_dataset("mnist", {"channels": 3})
 
 
 def test_options_reach_load_events(tmp_path):
@@ -393,7 +394,7 @@ def test_options_reach_load_events(tmp_path):
     opts = {"channels": 35, "time_windows": 1}
     assert load_events("shd", "test", 20, data, options=opts).events.n_units == 35
     split = load_events("shd", "test", 40, data)  # the packaged options: 140 channels x 28 windows
-    assert split.events.n_units == 140 * 28 and split.encoder["options"]["channels"] == 140
+    assert split.events.n_units == 140 * 28 and split.encoder.to_dict()["options"]["channels"] == 140
 
 
 def test_shd_fetch_without_tonic(tmp_path, monkeypatch, capsys):

@@ -10,7 +10,8 @@ from bstdg.errors import BstdgError
 from bstdg.learning import (LearningRule, backprop_timing_error, output_error, output_loss, timing_factor,
                             weight_gradient)
 from bstdg.network import BinarySNN
-from bstdg.train import TrainConfig, Trainer, hidden_events, initial_network
+from bstdg.recipe import TrainConfig
+from bstdg.train import Trainer, hidden_events, initial_network
 
 from helpers import digit_like_images, random_latency_events
 
@@ -300,9 +301,9 @@ def test_shift_trains_on_moved_copies_and_needs_an_input_shape():
     before = trainer.net.w.copy()
     trainer.train_epoch(events, labels, progress=False)
     assert not np.array_equal(trainer.net.w, before)
-    with pytest.raises(BstdgError, match="shift 1: shifting needs image inputs, and tiny records no input shape"):
+    with pytest.raises(BstdgError, match="shift 1: shifting needs image inputs, and tiny records no image input shape"):
         Trainer(initial_network(config, events, 2, {"dataset": "tiny"}), config)
-    with pytest.raises(ValueError, match="shift must be 0"):
+    with pytest.raises(ValueError, match="shift must be an integer"):
         TrainConfig(shift=-1)
 
 

@@ -245,7 +245,7 @@ def test_compare_runs_the_rate_coded_methods(tmp_path, method):
     if method not in compare.METHODS:
         pytest.skip(f"{method} not registered in bstdg.compare")
     write_fake_mnist(tmp_path / "data" / "mnist")
-    config = compare.RunConfig(method, "mnist", 4, str(tmp_path / "run"), (12,), 2, 0,
+    config = compare.MethodRun(method, "mnist", 4, str(tmp_path / "run"), (12,), 2, 0,
                                data_dir=str(tmp_path / "data"))
     result = compare.run_one(config)
     assert set(compare.RESULT_KEYS) <= set(result)

@@ -188,7 +188,7 @@ def run(steps=(2, 4, 8, 16, 32), *, x_train, y_train, x_test, y_test, config=Non
 
 
 def run_method(run) -> dict:
-    """``ann-convert`` for :mod:`bstdg.compare` (``run`` is a ``RunConfig``): the ANN trained
+    """``ann-convert`` for :mod:`bstdg.compare` (``run`` is a ``MethodRun``): the ANN trained
     (each epoch timed by ``run.meter``), converted for ``T = run.t_max`` time steps; the main
     figures are those of the tuned thresholds, ``untuned`` holds the normalised ones. After
     each epoch the ANN is converted and tuned to give that epoch's test accuracy."""

@@ -459,9 +459,11 @@ def run_method(run, binary: bool) -> dict:
     """``bptt`` / ``bptt-binary`` for :mod:`bstdg.compare` (``run`` is a ``RunConfig``)."""
     from pathlib import Path
 
-    from ..compare import encoder_meta, load_splits, sample_input_times, save_test_outputs
+    from ..compare import load_splits, model_meta
     from ..evaluation import evaluate as evaluate_event
-    from ..train import TrainConfig, initial_network
+    from ..recipe import TrainConfig
+    from ..runs import save_test_outputs
+    from ..train import initial_network
 
     n_threads = init_threads()
     t = _torch()
@@ -470,7 +472,7 @@ def run_method(run, binary: bool) -> dict:
                          seed=run.seed)
     train, test = load_splits(run)
     out = Path(run.out)
-    meta = encoder_meta(run.dataset, run.t_max)
+    meta = model_meta(run.dataset, train)
     if binary:
         snn = initial_network(replace(TrainConfig(), optimizer="adam", hidden=cfg.hidden, t_max=cfg.t_max,
                                       seed=cfg.seed), train.events, train.n_classes, meta)
@@ -493,7 +495,7 @@ def run_method(run, binary: bool) -> dict:
         history.append(info)
         print(f"  epoch {info['epoch']}: loss {info['loss']:.4f}, test accuracy {ev.accuracy:.4f}, "
               f"{info['train_samples_per_s']:,.0f} train samples/s", flush=True)
-    save_test_outputs(out, result, decision, test.labels, sample_input_times(test.events, 0, cfg.t_max),
+    save_test_outputs(out, result, decision, test.labels, test.events.first_times(0, cfg.t_max),
                       cfg.t_max, net.sizes)
     extra = {}
     if binary:

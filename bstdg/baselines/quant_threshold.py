@@ -192,7 +192,7 @@ def run(steps=(2, 4, 8, 16, 32), *, x_train, y_train, x_test, y_test, config=Non
 
 
 def run_method(run) -> dict:
-    """``quant-threshold`` for :mod:`bstdg.compare` (``run`` is a ``RunConfig``): one network
+    """``quant-threshold`` for :mod:`bstdg.compare` (``run`` is a ``MethodRun``): one network
     trained for ``T = run.t_max`` time steps of the rate code, each epoch timed by
     ``run.meter``, the IF network evaluated on the test split after each epoch."""
     from pathlib import Path

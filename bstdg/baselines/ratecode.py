@@ -59,9 +59,9 @@ def load_analog(dataset: str, split: str, data_dir=None, limit: int | None = Non
     if dataset not in ANALOG_DATASETS:
         raise BstdgError(f"the rate-coded baselines need analog images ({', '.join(ANALOG_DATASETS)}); "
                          f"got {dataset!r}")
-    from ..data.mnist import load_idx_dataset
+    from ..data.mnist import IdxDataset, load_idx_dataset
 
-    images, labels = load_idx_dataset(dataset, split, data_dir)
+    images, labels = load_idx_dataset(dataset, split, IdxDataset(dataset).locate(data_dir))
     if limit is not None:
         images, labels = images[:limit], labels[:limit]
     return (images.reshape(len(images), -1).astype(np.float32) / 255.0,
@@ -347,7 +347,7 @@ def bstdg_figures(net, events, labels, early_exit: bool = True) -> dict:
 
 
 def compare_data(run):
-    """Analog train/test splits for a :class:`bstdg.compare.RunConfig`."""
+    """Analog train/test splits for a :class:`bstdg.compare.MethodRun`."""
     x_train, y_train = load_analog(run.dataset, "train", run.data_dir, run.limit_train)
     x_test, y_test = load_analog(run.dataset, "test", run.data_dir, run.limit_test)
     return x_train, y_train, x_test, y_test

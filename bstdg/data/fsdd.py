@@ -73,7 +73,7 @@ def lauscher_cochlea(path: str, channels: int, seed: int) -> tuple[np.ndarray, n
 def find_recordings(source: str | Path | None = None, data_dir=None) -> Path:
     """The folder of FSDD WAV files: ``source`` if given, else the first of
     ``fsdd/recordings`` etc. under the data roots (``--data-dir``, $BSTDG_DATA, ./datasets)."""
-    from bstdg.data.fetch import data_roots
+    from bstdg.data.base import data_roots
 
     if source is not None:
         folder = Path(source).expanduser()

@@ -8,7 +8,7 @@ classes. ``fsdd-spikes``: ``fsdd<C>_train.h5`` / ``fsdd<C>_test.h5`` built by
 ``bstdg data build fsdd-spikes`` (:mod:`bstdg.data.fsdd`), C channels (option
 ``input_channels``), 10 classes.
 
-Encoding (options in ``bstdg/configs/{shd,fsdd-spikes}.toml``): every input spike is kept,
+Encoding (options: :class:`SpikeOptions`, :class:`FsddOptions`): every input spike is kept,
 so a channel may spike many times (hidden and output neurons still fire at most once). A
 spike at ``t`` seconds goes to time step ``floor(t / (duration_s / t_max))``; spikes at or
 after ``duration_s`` are dropped. Channel ``u`` becomes input unit
@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from bstdg.encoding import SpikeEvents
+from bstdg.data.base import (EncodedSplit, FileDataset, check_limit, check_split, finish, finite,
+                             require)
+from bstdg.encoding import Encoder, SpikeEvents
 from bstdg.errors import DataError
 
 SPLITS = ("train", "test")
@@ -39,8 +41,10 @@ REQUIRED_KEYS = ("spikes/times", "spikes/units", "labels")
 # Per dataset: source channels (None: from the option input_channels), classes, and the
 # sample counts of the known copies (checked by `bstdg data verify`).
 DATASETS = {
-    "shd": {"channels": 700, "classes": 20, "counts": {"train": 8156, "test": 2264}},
-    "fsdd-spikes": {"channels": None, "classes": 10, "counts": {"train": 2700, "test": 300}},
+    "shd": {"channels": 700, "classes": 20, "counts": {"train": 8156, "test": 2264},
+            "size": "8,156/2,264 samples, 700 channels, 20 classes"},
+    "fsdd-spikes": {"channels": None, "classes": 10, "counts": {"train": 2700, "test": 300},
+                    "size": "2,700/300 recordings, built locally (70 channels: 92 MiB)"},
 }
 
 
@@ -52,64 +56,122 @@ def _h5py():
     return h5py
 
 
-def _options(name: str, options: dict | None) -> dict:
-    from bstdg.config import check_data_options
+@dataclass(frozen=True)
+class SpikeOptions:
+    """How spike files become input events (module docstring); defaults: SHD's."""
 
-    return check_data_options(name, dict(options or {}))
+    duration_s: float = 1.4  # time window, seconds
+    channels: int = 140  # input channels after downsampling (700 -> 140 merges 5 into 1)
+    time_windows: int = 28  # inputs per channel, one per time window (1: no split)
 
-
-def file_names(name: str, options: dict | None = None) -> dict[str, str]:
-    """Split -> file name of dataset ``name`` (fsdd-spikes: depends on ``input_channels``)."""
-    if name == "shd":
-        return {split: f"shd_{split}.h5" for split in SPLITS}
-    if name == "fsdd-spikes":
-        c = int(_options(name, options)["input_channels"])
-        return {split: f"fsdd{c}_{split}.h5" for split in SPLITS}
-    raise DataError(f"{name} is not an HDF5 spike dataset")
-
-
-def source_channels(name: str, options: dict | None = None) -> int:
-    fixed = DATASETS[name]["channels"]
-    return int(fixed if fixed is not None else _options(name, options)["input_channels"])
+    def __post_init__(self):
+        require(finite(self.duration_s) and self.duration_s > 0,
+                f"duration_s must be a positive number of seconds, got {self.duration_s}")
+        require(self.channels >= 1, f"channels must be at least 1, got {self.channels}")
+        require(self.time_windows >= 1, f"time_windows must be at least 1, got {self.time_windows}")
 
 
-# --- finding the files -------------------------------------------------------------------
+@dataclass(frozen=True)
+class FsddOptions(SpikeOptions):
+    """:class:`SpikeOptions` with fsdd-spikes' defaults and the build to read."""
+
+    duration_s: float = 1.0  # 99 % of recordings end before 0.93 s
+    channels: int = 70
+    time_windows: int = 20
+    input_channels: int = 70  # which build: fsdd<input_channels>_{train,test}.h5
+
+    def __post_init__(self):
+        super().__post_init__()
+        require(self.input_channels >= 1, f"input_channels must be at least 1, got {self.input_channels}")
 
 
-def probe(name: str, folder: Path, options: dict | None = None) -> tuple[Path | None, str | None]:
-    files = file_names(name, options)
-    present = {split: (folder / f).is_file() for split, f in files.items()}
-    if all(present.values()):
-        return folder, None
-    if any(present.values()):
-        missing = [files[s] for s, ok in present.items() if not ok]
-        return None, f"{folder} lacks {', '.join(missing)}"
-    if name == "fsdd-spikes" and folder.is_dir():
-        other = sorted(p.name for p in folder.glob("fsdd*_train.h5"))
-        if other:
-            return None, (f"{folder} holds {', '.join(other)} but not {files['train']} "
-                          f"(set input_channels in a --config file)")
-    if any((folder / f"{f}.gz").is_file() or (folder / f"{f}.zip").is_file()
-           for f in files.values()):
-        return None, f"{folder} holds compressed copies: unpack them to {', '.join(files.values())}"
-    return None, None
+class SpikeDataset(FileDataset):
+    """``shd`` or ``fsdd-spikes``: SHD-layout HDF5 files (module docstring)."""
+
+    def __init__(self, name: str, options=None):
+        self.Options = SpikeOptions if name == "shd" else FsddOptions
+        super().__init__(options)
+        self.name = name
+        self.size = DATASETS[name]["size"]
+        self.classes = tuple(str(c) for c in range(DATASETS[name]["classes"]))
+
+    @property
+    def source_channels(self) -> int:
+        fixed = DATASETS[self.name]["channels"]
+        return int(fixed if fixed is not None else self.options.input_channels)
+
+    def file_names(self) -> dict[str, str]:
+        """Split -> file name (fsdd-spikes: depends on ``input_channels``)."""
+        if self.name == "shd":
+            return {split: f"shd_{split}.h5" for split in SPLITS}
+        return {split: f"fsdd{self.options.input_channels}_{split}.h5" for split in SPLITS}
+
+    def probe(self, folder: Path):
+        files = self.file_names()
+        present = {split: (folder / f).is_file() for split, f in files.items()}
+        if all(present.values()):
+            return folder, None
+        if any(present.values()):
+            missing = [files[s] for s, ok in present.items() if not ok]
+            return None, f"{folder} lacks {', '.join(missing)}"
+        if self.name == "fsdd-spikes" and folder.is_dir():
+            other = sorted(p.name for p in folder.glob("fsdd*_train.h5"))
+            if other:
+                return None, (f"{folder} holds {', '.join(other)} but not {files['train']} "
+                              f"(set input_channels in a --config file)")
+        if any((folder / f"{f}.gz").is_file() or (folder / f"{f}.zip").is_file()
+               for f in files.values()):
+            return None, f"{folder} holds compressed copies: unpack them to {', '.join(files.values())}"
+        return None, None
+
+    def missing_hint(self) -> str:
+        files = self.file_names()
+        if self.name == "shd":
+            return (f"Run `bstdg data fetch shd` (needs the tonic package and a network), or "
+                    f"download shd_train.h5.gz and shd_test.h5.gz from the SHD web page (Zenke "
+                    f"lab), unpack them and place {files['train']} and {files['test']} in "
+                    f"datasets/shd/ (or point BSTDG_DATA / --data-dir at them)")
+        return (f"Build it from the Free Spoken Digit recordings: `bstdg data build fsdd-spikes "
+                f"--source DIR --channels {self.source_channels}` (writes {files['train']} and "
+                f"{files['test']} into datasets/fsdd-spikes/), or point BSTDG_DATA / --data-dir "
+                f"at a folder holding them")
+
+    def wanted_files(self) -> tuple[str, ...]:
+        return tuple(self.file_names().values())
+
+    def checks(self, folder: Path) -> dict[str, bool]:
+        return checks(self, folder)
+
+    def fetch(self, dest_root: Path, progress: bool | None = None) -> Path:
+        return fetch(self, dest_root, progress)
+
+    def load(self, split: str, t_max: int, data_dir=None, limit: int | None = None) -> EncodedSplit:
+        """Every spike binned to ``t_max`` steps (:func:`bin_spikes`)."""
+        check_split(self.name, split)
+        check_limit(limit)
+        folder = self.locate(data_dir)
+        sf = read_spike_file(folder / self.file_names()[split], self.source_channels,
+                             len(self.classes))
+        return encode_spike_file(self.name, split, sf, t_max, self.options, len(self.classes),
+                                 self.classes, limit)
 
 
-def missing_hint(name: str, options: dict | None = None) -> str:
-    files = file_names(name, options)
-    if name == "shd":
-        return (f"Run `bstdg data fetch shd` (needs the tonic package and a network), or download "
-                f"shd_train.h5.gz and shd_test.h5.gz from the SHD web page (Zenke lab), unpack "
-                f"them and place {files['train']} and {files['test']} in datasets/shd/ (or point "
-                f"BSTDG_DATA / --data-dir at them)")
-    return (f"Build it from the Free Spoken Digit recordings: `bstdg data build fsdd-spikes "
-            f"--source DIR --channels {source_channels(name, options)}` (writes "
-            f"{files['train']} and {files['test']} into datasets/fsdd-spikes/), or point "
-            f"BSTDG_DATA / --data-dir at a folder holding them")
+def encode_spike_file(name: str, split: str, sf: "SpikeFile", t_max: int, options: SpikeOptions,
+                      n_classes: int, classes, limit: int | None = None) -> EncodedSplit:
+    """The EncodedSplit of a read spike file (first ``limit`` samples)."""
+    if limit is not None:
+        sf = reorder(sf, np.arange(min(limit, len(sf))))
+    events = bin_spikes(sf, t_max, options.duration_s, options.channels, options.time_windows)
+    encoder = Encoder("spike-bins", t_max, (options.channels * options.time_windows,),
+                      asdict(options), {"source_channels": sf.n_channels,
+                                        "step_s": options.duration_s / t_max,
+                                        "formula": FORMULA})
+    return finish(name, split, events, sf.labels, n_classes, encoder, classes)
 
 
-def wanted_files(name: str, options: dict | None = None) -> tuple[str, ...]:
-    return tuple(file_names(name, options).values())
+FORMULA = ("step = floor(t / (duration_s / t_max)), spikes at t >= duration_s dropped; "
+           "unit = u * channels // source_channels + channels * floor(step * time_windows / t_max); "
+           "every spike kept")
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -257,43 +319,16 @@ def bin_spikes(sf: SpikeFile, t_max: int, duration_s: float, channels: int,
                        int(channels) * int(time_windows))
 
 
-def encoder_info(name: str, t_max: int, options: dict, n_channels: int) -> dict:
-    duration = float(options["duration_s"])
-    return {"kind": "spike-bins", "t_max": t_max, "options": dict(options),
-            "source_channels": n_channels, "step_s": duration / t_max,
-            "formula": "step = floor(t / (duration_s / t_max)), spikes at t >= duration_s dropped; "
-                       "unit = u * channels // source_channels "
-                       "+ channels * floor(step * time_windows / t_max); every spike kept"}
-
-
-def load_split(name: str, split: str, t_max: int, data_dir, options: dict,
-               limit: int | None = None):
-    """``(events, labels, encoder)`` of one split of ``shd`` or ``fsdd-spikes``."""
-    from bstdg.data.fetch import locate
-
-    if split not in SPLITS:
-        raise DataError(f"unknown split {split!r}; expected train or test")
-    folder = locate(name, data_dir, options)
-    n_channels = source_channels(name, options)
-    sf = read_spike_file(folder / file_names(name, options)[split], n_channels,
-                         DATASETS[name]["classes"])
-    if limit is not None:
-        sf = reorder(sf, np.arange(min(limit, len(sf))))
-    events = bin_spikes(sf, t_max, float(options["duration_s"]), int(options["channels"]),
-                        int(options["time_windows"]))
-    return events, sf.labels, encoder_info(name, t_max, options, n_channels)
-
-
 # --- verify ------------------------------------------------------------------------------
 
 
-def checks(name: str, folder: Path, options: dict | None = None) -> dict[str, bool]:
+def checks(ds: SpikeDataset, folder: Path) -> dict[str, bool]:
     """Each file reads as an SHD-layout file with valid times, units and labels, and has
     the sample count of the known copy. No checksums: none are published for these files
     that bstdg could check against (fetch through tonic checks tonic's own MD5s)."""
     result = {}
-    n_channels = source_channels(name, options)
-    for split, file in file_names(name, options).items():
+    name, n_channels = ds.name, ds.source_channels
+    for split, file in ds.file_names().items():
         path = folder / file
         try:
             sf = read_spike_file(path, n_channels, DATASETS[name]["classes"], limit_order=False)
@@ -309,20 +344,21 @@ def checks(name: str, folder: Path, options: dict | None = None) -> dict[str, bo
 # --- fetch -------------------------------------------------------------------------------
 
 
-def fetch(name: str, dest_root: Path, progress: bool | None = None) -> Path:
+def fetch(ds: SpikeDataset, dest_root: Path, progress: bool | None = None) -> Path:
     """SHD: download with tonic's SHD dataset (which checks its own MD5s) into
     ``dest_root/shd/``; fsdd-spikes: explain how to build it. DataError otherwise."""
+    name = ds.name
     dest = Path(dest_root) / name
     if name != "shd":
-        raise DataError(f"{name} cannot be downloaded. {missing_hint(name)}")
-    files = file_names(name)
-    if probe(name, dest)[0] is not None and all(checks(name, dest).values()):
+        raise DataError(f"{name} cannot be downloaded. {ds.missing_hint()}")
+    files = ds.file_names()
+    if ds.probe(dest)[0] is not None and all(checks(ds, dest).values()):
         return dest
     try:
         import tonic  # noqa: F401
     except ImportError:
         raise DataError(f"fetching shd needs the tonic package (pip install tonic), which "
-                        f"downloads it. {missing_hint(name)}") from None
+                        f"downloads it. {ds.missing_hint()}") from None
     dest.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".tonic-") as work:
         try:
@@ -338,8 +374,8 @@ def fetch(name: str, dest_root: Path, progress: bool | None = None) -> Path:
             raise
         except Exception as exc:  # noqa: BLE001 - tonic raises many kinds (network, zip, ...)
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise DataError(f"tonic could not download SHD ({reason}). {missing_hint(name)}") from None
-    bad = [k for k, ok in checks(name, dest).items() if not ok]
+            raise DataError(f"tonic could not download SHD ({reason}). {ds.missing_hint()}") from None
+    bad = [k for k, ok in checks(ds, dest).items() if not ok]
     if bad:
         raise DataError(f"shd in {dest} fails verification: {'; '.join(bad)}")
     return dest
