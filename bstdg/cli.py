@@ -17,7 +17,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from .errors import BstdgError, Interrupted, Terminated
+from .errors import BstdgError, Interrupted, Terminated, interrupt_in
 from .learning import LearningRule
 from .recipe import TrainConfig
 
@@ -274,7 +274,7 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     path and require predictions identical to the model's on the test split of its dataset
     (first ``limit_test`` samples), or on ``random_inputs`` random latency-coded inputs."""
     from . import export as export_mod
-    from .runs import check_inputs, load_model, model_path
+    from .runs import check_inputs, load_model, model_path, refuse_run_file
 
     spec = export_mod.get_format(format)
     if format == "nir":
@@ -283,6 +283,7 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     target = export_mod.output_path(format, out)
     if target.resolve() == model_path(run).resolve():
         raise BstdgError(f"--out {target} would overwrite the model itself; choose another name")
+    refuse_run_file(target)
     bn = net.binary()
     exported = export_mod.from_binary_net(bn, export_mod.encoder_for_model(net))
     events, where = None, None
@@ -583,16 +584,19 @@ def run_guarded(func, /, **kwargs) -> int:
     """Call ``func(**kwargs)``; a user error becomes one line on stderr and exit status 1."""
     try:
         func(**kwargs)
+    except Interrupted as exc:
+        return fail(str(exc), exc.status)
     except BstdgError as exc:
         return fail(str(exc), EXIT_USAGE if isinstance(exc, UsageError) else EXIT_ERROR)
     except OSError as exc:  # missing or unwritable file not caught closer to its source
         where = f"{exc.filename}: " if exc.filename else ""
         return fail(f"{where}{exc.strerror or exc}", EXIT_ERROR)
-    except Interrupted as exc:
-        return fail(str(exc), exc.status)
-    except Terminated:
-        return fail("terminated (SIGTERM)", EXIT_TERMINATED)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemError) as exc:  # SystemError: a signal during a Numba call
+        interrupt = interrupt_in(exc)
+        if interrupt is None:
+            raise
+        if isinstance(interrupt, Terminated):
+            return fail("terminated (SIGTERM)", EXIT_TERMINATED)
         return fail("interrupted", EXIT_INTERRUPTED)
     return 0
 

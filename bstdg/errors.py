@@ -19,3 +19,18 @@ class Interrupted(BstdgError):
     def __init__(self, message: str, status: int = 130):
         super().__init__(message)
         self.status = status
+
+
+def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (Ctrl-C, or :class:`Terminated`) behind ``exc``: itself, or the
+    cause of a ``SystemError`` raised when a signal arrived while Numba was dispatching a
+    compiled function ("returned a result with an exception set"); None otherwise."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        if not isinstance(exc, SystemError):
+            return None
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None

@@ -35,7 +35,7 @@ import numpy as np
 
 from .data import get_dataset
 from .data.base import FileDataset
-from .errors import BstdgError, Interrupted, Terminated
+from .errors import BstdgError, Interrupted, Terminated, interrupt_in
 from .evaluation import evaluate
 from .files import read_json, save_npz, to_json, write_json
 from .network import BinarySNN
@@ -326,8 +326,10 @@ def train_run(inputs: RunInputs | None, out, *, force: bool = False, resume: boo
 
         try:
             fit(trainer, train, test, hooks=(checkpoint,), progress=progress, log=log)
-        except KeyboardInterrupt as exc:
-            status = 143 if isinstance(exc, Terminated) else 130
+        except (KeyboardInterrupt, SystemError) as exc:
+            if interrupt_in(exc) is None:
+                raise
+            status = 143 if isinstance(interrupt_in(exc), Terminated) else 130
             if not folder.checkpoint.is_file():
                 raise Interrupted(f"interrupted before the first epoch was complete: {folder.path} "
                                   f"holds no model", status) from None

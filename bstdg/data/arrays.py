@@ -44,9 +44,11 @@ def check_pixels(x, what: str) -> np.ndarray:
         return x
     if x.dtype == bool or not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
         raise DataError(f"{what}: expected uint8 pixels or floats in [0, 1], got {x.dtype}")
-    if not np.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+    if not np.isfinite(x).all():
+        raise DataError(f"{what}: float values must be finite and in [0, 1], found NaN or infinity")
+    if x.min() < 0 or x.max() > 1:
         raise DataError(f"{what}: float values must be finite and in [0, 1] (uint8 pixels are "
-                        f"divided by 255), found {np.nanmin(x):g}..{np.nanmax(x):g}")
+                        f"divided by 255), found {x.min():g}..{x.max():g}")
     return x
 
 

@@ -55,7 +55,7 @@ def _peek(path: Path) -> tuple[int | None, int, int, list | None]:
         with h5py.File(path, "r") as f:
             attr = f.attrs.get("n_channels")
             units = f["spikes/units"][()]
-            top = max((int(np.max(u)) for u in units if len(u)), default=-1)
+            top = max((int(np.max(np.asarray(u, np.int64))) for u in units if len(u)), default=-1)
             labels = np.asarray(f["labels"][()])
             keys = [k.decode() if isinstance(k, bytes) else str(k)
                     for k in f["extra/keys"][()]] if "extra/keys" in f else None
@@ -63,7 +63,7 @@ def _peek(path: Path) -> tuple[int | None, int, int, list | None]:
         raise DataError(f"{path}: not a readable SHD-layout file ({exc})") from None
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: labels must be a 1-d integer array, found {labels.dtype} {labels.shape}")
-    return (None if attr is None else int(attr)), top, int(labels.max(initial=-1)), keys
+    return (None if attr is None else int(attr)), top, (int(labels.astype(np.int64).max()) if len(labels) else -1), keys
 
 
 class EventsFolderDataset(Dataset):
