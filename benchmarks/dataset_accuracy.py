@@ -16,7 +16,6 @@ the FSDD recordings through the lauscher cochlea: not SHD, report it under its o
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys

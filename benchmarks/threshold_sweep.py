@@ -2,7 +2,8 @@
 thresholds and with its hidden thresholds offset, without retraining.
 
     python benchmarks/threshold_sweep.py --model runs/bench-accuracy/bstdg --theta-out 28,32,36,40
-    python benchmarks/threshold_sweep.py --model runs/mnist --hidden-offset -3,0,2 --theta-out 36 --split train --limit 10000
+    python benchmarks/threshold_sweep.py --model runs/mnist --hidden-offset -3,0,2 --theta-out 36 \
+        --split train --limit 10000
 
 With the anytime rule every output shares one threshold, which does not enter training
 (docs/learning.md), so ``--theta-out`` is a pure speed/accuracy setting of the trained

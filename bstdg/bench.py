@@ -19,12 +19,10 @@ import statistics
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numba
 import numpy as np
 
-from .errors import BstdgError
 from .evaluation import forward_decisions, score
 from .network import BinarySNN
 from .recipe import TrainConfig

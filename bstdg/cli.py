@@ -14,7 +14,6 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from .errors import BstdgError, Interrupted, Terminated, interrupt_in

@@ -19,23 +19,21 @@ before the epoch is subtracted. It counts everything training touches (numpy, Nu
 CPU allocator, the per-batch input tensors) and nothing it does not (interpreter, libraries,
 the encoded dataset, compiled kernels, which are loaded by a warm-up on a throwaway copy
 and 8 samples before); freed heap memory is handed back (``malloc_trim``) before the RSS is
-read, so memory an epoch reuses counts too. Where ``clear_refs`` is unavailable the growth of ``ru_maxrss`` is used (a lower
+read, so memory an epoch reuses counts too. Where ``clear_refs`` is unavailable the growth of
+``ru_maxrss`` is used (a lower
 bound); ``memory_method`` in ``compare.json`` says which.
 """
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import platform
 import re
-import resource
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -49,6 +47,7 @@ from .engine.event import if_network_forward
 from .files import write_json
 from .learning import LearningRule
 from .recipe import TrainConfig
+from .methods import Meter, MethodRun, load_splits, maxrss_kib, model_meta  # noqa: F401 (what a method uses)
 from .runs import RunFolder, save_test_outputs
 from .train import Trainer, fit, initial_network
 
@@ -75,109 +74,6 @@ RUN_KEYS = ("method", "t_max", "train_s_per_epoch", "train_samples_per_s", "peak
             "process_peak_mib", "memory_method", "run_wall_s", "run_dir")
 
 
-# --- measurement --------------------------------------------------------------------------
-
-
-def _status_kib(field_name: str) -> int | None:
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    m = re.search(rf"^{field_name}:\s+(\d+)\s+kB", text, re.M)
-    return int(m.group(1)) if m else None
-
-
-def _reset_peak() -> bool:
-    """Reset the kernel's peak-RSS mark of this process (Linux >= 4.0)."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _release_free_memory() -> None:
-    """Give freed heap memory back to the system (glibc ``malloc_trim``), so that the RSS
-    before an epoch is live memory and memory the epoch reuses from an earlier phase counts
-    as growth."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _cpu_s() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def _maxrss_kib() -> int:
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib // 1024 if sys.platform == "darwin" else kib  # bytes on macOS
-
-
-class Meter:
-    """Wall time, CPU time (all threads, user + system) and peak RSS growth of the training
-    epochs of one run."""
-
-    def __init__(self):
-        self.seconds: list[float] = []
-        self.cpu_seconds: list[float] = []
-        self.peak_growth_kib = 0
-        self.method = None
-
-    @contextmanager
-    def training(self):
-        gc.collect()
-        _release_free_memory()
-        rss = _status_kib("VmRSS")
-        if rss is not None and _reset_peak() and _status_kib("VmHWM") is not None:
-            self.method = "VmHWM reset via /proc/self/clear_refs, minus VmRSS before"
-            base, peak = rss, lambda: _status_kib("VmHWM")
-        else:
-            self.method = "growth of ru_maxrss (lower bound)"
-            base, peak = _maxrss_kib(), _maxrss_kib
-        start, cpu = time.perf_counter(), _cpu_s()
-        try:
-            yield self
-        finally:
-            self.seconds.append(time.perf_counter() - start)
-            self.cpu_seconds.append(_cpu_s() - cpu)
-            self.peak_growth_kib = max(self.peak_growth_kib, peak() - base)
-
-
-# --- methods ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class MethodRun:
-    """One (method, T) run."""
-
-    method: str
-    dataset: str
-    t_max: int
-    out: str  # the run's folder
-    hidden: tuple = (600,)
-    epochs: int = 1
-    seed: int = 0
-    limit_train: int | None = None
-    limit_test: int | None = None
-    data_dir: str | None = None
-    meter: Meter = field(default_factory=Meter, compare=False, repr=False)
-
-    def to_dict(self) -> dict:
-        d = {k: v for k, v in asdict(self).items() if k != "meter"}
-        d["hidden"] = list(self.hidden)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "MethodRun":
-        return cls(**{**d, "hidden": tuple(d["hidden"])})
-
-
 @dataclass(frozen=True)
 class Method:
     name: str
@@ -195,19 +91,6 @@ def register(name: str, description: str, needs_torch: bool = False):
         METHODS[name] = Method(name, fn, description, needs_torch)
         return fn
     return add
-
-
-def load_splits(config: MethodRun):
-    """The train and test splits of a run (same loader, same code at ``t_max = T`` for all)."""
-    dataset = get_dataset(config.dataset)
-    train = dataset.load("train", config.t_max, config.data_dir, config.limit_train)
-    test = dataset.load("test", config.t_max, config.data_dir, config.limit_test)
-    return train, test
-
-
-def model_meta(dataset: str, train) -> dict:
-    """The model metadata ``bstdg train`` writes (dataset, input code, class names)."""
-    return {"dataset": dataset, "encoder": train.encoder.to_dict(), "classes": [str(c) for c in train.classes]}
 
 
 def run_trainer(config: MethodRun, train_config: TrainConfig) -> dict:
@@ -327,7 +210,7 @@ def run_one(config: MethodRun) -> dict:
         train_cpu_s_per_epoch=float(np.mean(meter.cpu_seconds)),
         train_samples_per_s=result["n_train"] / per_epoch if per_epoch > 0 else float("inf"),
         peak_train_mib=meter.peak_growth_kib / 1024,
-        process_peak_mib=_maxrss_kib() / 1024, memory_method=meter.method,
+        process_peak_mib=maxrss_kib() / 1024, memory_method=meter.method,
         run_wall_s=time.perf_counter() - start, run_dir=str(out), run_config=config.to_dict())
     RunFolder(out).write_metrics(result)
     return result

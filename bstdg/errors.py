@@ -34,3 +34,9 @@ def interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
         seen.add(id(exc))
         exc = exc.__cause__ or exc.__context__
     return None
+
+
+def first_line(exc: BaseException) -> str:
+    """A one-line description of ``exc``: its message's first line, else its type's name."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

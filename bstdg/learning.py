@@ -37,13 +37,15 @@ from .checks import check_bool, check_choice, check_int, check_real
 class LearningRule:
     """Parameters of the timing-dependent learning rule (times in time steps)."""
 
-    loss: str | None = field(default=None, metadata={"help": "output loss: anytime (the default "
-                             "with sgd), s4nn (the default with adam), hinge, ce (adam only); "
-                             "docs/learning.md", "choices": ("anytime", "s4nn", "hinge", "ce")})  # "anytime" (per-sample SGD only, see anytime_output_error), "s4nn"
-    # (relative targets), "hinge" (margin) or "ce" (see output_error); None: the optimizer's
-    # default (TrainConfig: anytime with sgd, s4nn with adam)
-    margin: float = field(default=1.0, metadata={"help": "s4nn, hinge: time steps the correct "
-                                                 "output must lead by (default 1)"})  # gamma: how many steps the correct output must lead the others
+    # "anytime" (per-sample SGD only, see anytime_output_error), "s4nn" (relative targets),
+    # "hinge" (margin) or "ce" (see output_error); None: the optimizer's default (TrainConfig:
+    # anytime with sgd, s4nn with adam)
+    loss: str | None = field(default=None, metadata={
+        "help": "output loss: anytime (the default with sgd), s4nn (the default with adam), hinge, "
+                "ce (adam only); docs/learning.md", "choices": ("anytime", "s4nn", "hinge", "ce")})
+    # gamma: how many steps the correct output must lead the others
+    margin: float = field(default=1.0, metadata={
+        "help": "s4nn, hinge: time steps the correct output must lead by (default 1)"})
     tau_ce: float = 10.0  # temperature of the "ce" loss, time steps
     tau_w: float = 0.0  # time constant of the weight factor g (0: constant 1)
     tau_t: float = 0.0  # time constant of the back-propagated factor h (0: constant 1)
@@ -55,11 +57,13 @@ class LearningRule:
     learn_hidden_thresholds: bool = True  # hidden thresholds learn too (with Adam they die; see docs)
     silent_fire_later: bool = False  # True: silent pre neurons also get "fire later" errors
     # (the rule before 2026-12-01; the Adam recipe needs it, see docs/learning.md)
-    probes: int = field(default=6, metadata={"help": "anytime: how many probe times (default 6)"})  # anytime: how many probe times (probe_times), time steps
-    beta: float = field(default=0.2, metadata={"help": "anytime: softmax scale per unit of output "
-                                               "potential (default 0.2)"})  # anytime: softmax scale per unit of output potential
-    window: float = field(default=16.0, metadata={"help": "anytime: half-width of the potential "
-                                                  "window (default 16)"})  # anytime: half-width of the potential window (potential units)
+    # anytime: how many probe times (probe_times); the softmax scale per unit of output
+    # potential; the half-width of the potential window (potential units)
+    probes: int = field(default=6, metadata={"help": "anytime: how many probe times (default 6)"})
+    beta: float = field(default=0.2, metadata={
+        "help": "anytime: softmax scale per unit of output potential (default 0.2)"})
+    window: float = field(default=16.0, metadata={
+        "help": "anytime: half-width of the potential window (default 16)"})
 
     def __post_init__(self):
         check_choice("loss", self.loss, LOSSES, optional=True)

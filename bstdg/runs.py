@@ -35,7 +35,7 @@ import numpy as np
 
 from .data import get_dataset
 from .data.base import FileDataset
-from .errors import BstdgError, Interrupted, Terminated, interrupt_in
+from .errors import BstdgError, Interrupted, Terminated, first_line, interrupt_in
 from .evaluation import evaluate
 from .files import read_json, save_npz, to_json, write_json
 from .network import BinarySNN
@@ -162,8 +162,8 @@ class RunFolder:
         except FileNotFoundError:
             raise BstdgError(f"{self.checkpoint}: no such checkpoint") from None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise BstdgError(f"{self.checkpoint}: damaged checkpoint ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
-                             f"start over with --force") from None
+            raise BstdgError(f"{self.checkpoint}: damaged checkpoint ({first_line(exc)}); start over "
+                             f"with --force") from None
         state = {k: (v.item() if v.ndim == 0 and k != "rng" else v) for k, v in arrays.items()}
         if not isinstance(record, dict):
             raise BstdgError(f"{self.checkpoint}: damaged checkpoint record; start over with --force")

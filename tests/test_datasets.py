@@ -3,7 +3,6 @@ the `bstdg data` commands for them, on tiny files each test writes itself."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import tarfile
@@ -19,7 +18,6 @@ from bstdg import config as config_mod
 from bstdg.cli import main_cli
 from bstdg.data import DATASET_NAMES, get_dataset, load_events, trained_options
 from bstdg.data import caltech, fsdd, images, shd
-from bstdg.data import fetch as fetch_mod
 from bstdg.data import data_list, locate, verify
 from bstdg.data import fetch_dataset as fetch
 from bstdg.errors import BstdgError, DataError

@@ -64,7 +64,8 @@ def test_weight_gradient_by_hand():
     post = np.array([[5, T]], np.int32)
     delta = np.array([[2.0, -1.0]], np.float32)
     grad = weight_gradient(pre.times, pre.units, pre.ptr, post, delta, 3, g, 2)
-    e = lambda d: np.exp(-d / tau)
+    def e(d):
+        return np.exp(-d / tau)
     expected = np.array([[-2 * e(4), 1 * e(9)],
                          [-2 * e(1), 1 * e(6)],
                          [0.0, 1 * e(4)]])  # unit 2 spiked after neuron 0: not causal

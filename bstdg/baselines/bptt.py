@@ -459,7 +459,7 @@ def run_method(run, binary: bool) -> dict:
     """``bptt`` / ``bptt-binary`` for :mod:`bstdg.compare` (``run`` is a ``RunConfig``)."""
     from pathlib import Path
 
-    from ..compare import load_splits, model_meta
+    from ..methods import load_splits, model_meta
     from ..evaluation import evaluate as evaluate_event
     from ..recipe import TrainConfig
     from ..runs import save_test_outputs

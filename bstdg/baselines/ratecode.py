@@ -179,7 +179,8 @@ def snn_forward(net: RateNet, x, n_steps: int, batch_size: int = 1000, dtype=Non
                 currents.append(mean_cur)
                 spikes_in = s
             parts.append((logits, spikes, rates, currents))
-    cat = lambda seq: np.concatenate([p.numpy() for p in seq])
+    def cat(seq):
+        return np.concatenate([p.numpy() for p in seq])
     n_hidden = len(layers) - 1
     return SNNRun(cat([p[0] for p in parts]),
                   [cat([p[1][l] for p in parts]) for l in range(n_hidden)],
@@ -347,7 +348,7 @@ def bstdg_figures(net, events, labels, early_exit: bool = True) -> dict:
 
 
 def compare_data(run):
-    """Analog train/test splits for a :class:`bstdg.compare.MethodRun`."""
+    """Analog train/test splits for a :class:`bstdg.methods.MethodRun`."""
     x_train, y_train = load_analog(run.dataset, "train", run.data_dir, run.limit_train)
     x_test, y_test = load_analog(run.dataset, "test", run.data_dir, run.limit_test)
     return x_train, y_train, x_test, y_test

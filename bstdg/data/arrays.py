@@ -28,7 +28,7 @@ import numpy as np
 from bstdg.data.base import SPLITS, Dataset, EncodedSplit, check_limit, check_split, finish
 from bstdg.data.mnist import latency_encoder, latency_events
 from bstdg.encoding import Encoder, SpikeEvents
-from bstdg.errors import DataError
+from bstdg.errors import DataError, first_line
 
 PIXEL_KEYS = ("x_train", "y_train", "x_test", "y_test")
 EVENT_KEYS = tuple(f"{k}_{s}" for s in SPLITS for k in ("times", "units", "ptr", "y"))
@@ -127,7 +127,7 @@ class ArraysDataset(Dataset):
         except FileNotFoundError:
             raise DataError(f"{self.name}: no such file") from None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(f"{self.name}: not a readable .npz file ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
+            raise DataError(f"{self.name}: not a readable .npz file ({first_line(exc)})") from None
 
     def locate(self, data_dir=None) -> Path:
         return self.path

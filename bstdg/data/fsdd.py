@@ -159,6 +159,8 @@ def build_fsdd_spikes(source=None, dest_root="datasets", channels: int = 70, job
                     bar.update(1)
     speakers = sorted({speaker for _, _, speaker, _ in items})
     written = {}
+    model_name = ('lauscher cochlea model (Wave2Spike)' if cochlea is lauscher_cochlea
+                  else getattr(cochlea, '__name__', 'custom cochlea'))
     for split in ("train", "test"):
         chosen = [i for i, (_, _, _, index) in enumerate(items)
                   if (index in TEST_INDICES) == (split == "test")]
@@ -172,7 +174,7 @@ def build_fsdd_spikes(source=None, dest_root="datasets", channels: int = 70, job
             speakers=[speakers.index(items[i][2]) for i in chosen], speaker_names=speakers,
             files=[items[i][0].name for i in chosen],
             source=(f"Free Spoken Digit Dataset recordings, "
-                    f"{'lauscher cochlea model (Wave2Spike)' if cochlea is lauscher_cochlea else getattr(cochlea, '__name__', 'custom cochlea')}, "
+                    f"{model_name}, "
                     f"{channels} channels, numpy seed {seed} + crc32(file name)"))
         log(f"wrote {written[split]} ({len(chosen)} recordings)")
     return written

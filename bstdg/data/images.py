@@ -266,8 +266,8 @@ def gabor_responses(images: np.ndarray, size: int, wavelength: float, sigma: flo
     divided by its largest response (all zero for a flat image)."""
     _check_window(images, size, "gabor_size")
     if orientations < 1 or wavelength <= 0 or sigma <= 0 or aspect <= 0:
-        raise DataError(f"images: gabor_orientations must be at least 1 and gabor_wavelength, "
-                        f"gabor_sigma, gabor_aspect positive")
+        raise DataError("images: gabor_orientations must be at least 1 and gabor_wavelength, "
+                        "gabor_sigma, gabor_aspect positive")
     kernels = gabor_kernels(size, wavelength, sigma, aspect, orientations)
     return _scale_to_peak(np.abs(_correlate(images, kernels)))
 
