@@ -571,7 +571,22 @@ def run_guarded(func, /, **kwargs) -> int:
         return fail(f"{where}{exc.strerror or exc}", EXIT_ERROR)
     except KeyboardInterrupt:
         return fail("interrupted", EXIT_INTERRUPTED)
+    except SystemError as exc:  # Ctrl-C inside a Numba kernel: "... returned a result with an
+        if not _from_interrupt(exc):  # exception set", caused by the KeyboardInterrupt
+            raise
+        return fail("interrupted", EXIT_INTERRUPTED)
     return 0
+
+
+def _from_interrupt(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is in the cause/context chain of ``exc``."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def fail(message: str, status: int) -> int:

@@ -91,8 +91,8 @@ def packaged_configs() -> list[str]:
 def _read_toml(text: str, source: str) -> dict:
     try:
         return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise BstdgError(f"config {source}: not valid TOML ({exc})") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise BstdgError(f"config {source}: not valid TOML ({str(exc)[:150]})") from None
 
 
 def _split(raw: dict, source: str, data_keys: set[str] | None) -> RunConfig:
@@ -182,6 +182,9 @@ def load_config(path_or_name: str | Path) -> RunConfig:
             text = path.read_text()
         except OSError as exc:
             raise BstdgError(f"--config {path}: cannot read it ({exc.strerror or exc})") from None
+        except UnicodeDecodeError as exc:
+            raise BstdgError(f"--config {path}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                             f"TOML files are UTF-8") from None
         raw = _read_toml(text, str(path))
         source = str(path)
     elif packaged_config_path(str(path_or_name)) is not None:
