@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import lzma
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -32,7 +33,7 @@ MAX_NPZ_BYTES = 1 << 30
 # What zipfile, zlib, lzma, bz2 and numpy's header parser raise on a damaged file.
 READ_ERRORS = (OSError, EOFError, ValueError, TypeError, KeyError, IndexError, OverflowError,
                RuntimeError, NotImplementedError, zipfile.BadZipFile, zlib.error, lzma.LZMAError,
-               UnicodeDecodeError, SyntaxError)
+               UnicodeDecodeError, SyntaxError, tokenize.TokenError, RecursionError)
 
 
 def _header(f) -> tuple[tuple, bool, np.dtype]:

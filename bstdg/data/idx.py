@@ -75,6 +75,12 @@ def _parse_header(head: bytes, path: Path) -> tuple[np.dtype, tuple, int]:
     return IDX_DTYPES[type_code], shape, header_len
 
 
+def _check_declared(path: Path, shape: tuple, size: int, max_bytes: int) -> None:
+    if size > max_bytes:
+        raise DataError(f"{path} declares shape {str(shape)[:120]}, {size:,} bytes; bstdg reads "
+                        f"IDX files up to {max_bytes:,} bytes")
+
+
 def read_decompressed(path: str | Path, max_bytes: int = MAX_IDX_BYTES) -> bytes:
     """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name),
     inflated as a stream: when it starts like an IDX file, never more than one byte beyond
@@ -88,9 +94,11 @@ def read_decompressed(path: str | Path, max_bytes: int = MAX_IDX_BYTES) -> bytes
         limit = max_bytes
         try:
             dtype, shape, header_len = _parse_header(head, path)
-            limit = min(header_len + int(np.prod(shape, dtype=object)) * dtype.itemsize, max_bytes)
         except DataError:
             pass  # not an IDX file: only the overall cap applies (read_idx says what is wrong)
+        else:
+            limit = header_len + int(np.prod(shape, dtype=object)) * dtype.itemsize
+            _check_declared(path, shape, limit, max_bytes)
         data = head + _read(stream, max(limit + 1 - len(head), 0), path)
     if len(data) > max_bytes:
         raise DataError(f"{path} decompresses to more than {max_bytes:,} bytes; bstdg reads IDX "
@@ -106,9 +114,6 @@ def read_idx(path: str | Path, max_bytes: int = MAX_IDX_BYTES) -> np.ndarray:
     data = read_decompressed(path, max_bytes)
     dtype, shape, header_len = _parse_header(data, path)
     expected = header_len + int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if expected > max_bytes:
-        raise DataError(f"{path} declares shape {str(shape)[:120]}, {expected:,} bytes; bstdg reads "
-                        f"IDX files up to {max_bytes:,} bytes")
     if len(data) != expected:
         problem = "truncated" if len(data) < expected else "has trailing bytes"
         found = f"{len(data):,}" if len(data) < expected else f"more than {expected:,}"
