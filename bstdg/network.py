@@ -164,7 +164,8 @@ def check_model_arrays(arrays: dict, source: str):
             found = "nothing" if a is None else f"{a.dtype} {a.shape}"
             raise BstdgError(f"{source}: {key!r} must be {n} real numbers for sizes "
                              f"{'-'.join(map(str, sizes))}, found {found}")
-        a = a.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):  # out of float32 range: inf, refused below
+            a = a.astype(np.float32)
         if not np.isfinite(a).all():
             raise BstdgError(f"{source}: {key!r} holds NaN or infinite values (damaged model)")
         if n and (a.min() < lo or a.max() > hi):

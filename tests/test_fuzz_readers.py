@@ -210,7 +210,8 @@ def test_model_bytes(folder, files, data):
 @fuzz(200)
 @given(data=st.data())
 def test_model_npy_headers(folder, files, data):
-    one_line_or_result(check_model, write_file(folder, "fz-model3.npz", data.draw(mutated_member(files["model"]))))
+    content = data.draw(mutated_member(files["model"]))
+    one_line_or_result(check_model, write_file(folder, "fz-model3.npz", content))
 
 
 @fuzz(120)
@@ -314,13 +315,17 @@ def _h5_variants() -> list:
     variants = []
     for key in ("labels", "spikes/times", "spikes/units"):
         variants += [(f"{key} external", external(key)), (f"{key} soft", soft(key)),
-                     (f"{key} group", group(key)), (f"{key} strings", replace(key, np.array([b"a", b"b", b"c"]))),
+                     (f"{key} group", group(key)),
+                     (f"{key} strings", replace(key, np.array([b"a", b"b", b"c"]))),
                      (f"{key} floats", replace(key, np.array([0.5, np.nan, np.inf]))),
                      (f"{key} 2-d", replace(key, np.zeros((3, 2, 2)))),
-                     (f"{key} scalar", replace(key, np.int64(3))), (f"{key} empty", replace(key, np.zeros(0)))]
-    variants += [("spikes external", external("spikes")), ("labels huge", replace("labels", np.full(3, 2 ** 40))),
+                     (f"{key} scalar", replace(key, np.int64(3))),
+                     (f"{key} empty", replace(key, np.zeros(0)))]
+    variants += [("spikes external", external("spikes")),
+                 ("labels huge", replace("labels", np.full(3, 2 ** 40))),
                  ("attr string", attr("seven")), ("attr array", attr(np.arange(3))),
-                 ("extra/keys bytes", lambda f: f.create_dataset("extra/keys", data=np.array([b"\xff\xfe"] * 3))),
+                 ("extra/keys bytes",
+                  lambda f: f.create_dataset("extra/keys", data=np.array([b"\xff\xfe"] * 3))),
                  ("extra/speaker external", lambda f: f.__setitem__("extra/speaker",
                                                                   h5py.ExternalLink("/no.h5", "/s")))]
     return variants
@@ -347,4 +352,5 @@ def test_hdf5_structure(folder, files, name, edit):
 @fuzz(250)
 @given(data=st.data())
 def test_toml_bytes(folder, files, data):
-    one_line_or_result(config_mod.load_config, write_file(folder, "fz.toml", data.draw(mutated(files["toml"]))))
+    content = data.draw(mutated(files["toml"]))
+    one_line_or_result(config_mod.load_config, write_file(folder, "fz.toml", content))

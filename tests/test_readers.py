@@ -166,7 +166,8 @@ def test_an_npz_bomb_is_refused_before_inflating(tmp_path):
 
 def test_bad_models_fail_cleanly_through_the_cli(tmp_path, capsys):
     path = save(tmp_path / "m.npz", model_arrays(theta=np.full(7, np.nan, np.float32)))
-    for argv in (["export", str(path), "--format", "c", "--out", str(tmp_path / "m.h"), "--random-inputs", "5"],
+    out = str(tmp_path / "m.h")
+    for argv in (["export", str(path), "--format", "c", "--out", out, "--random-inputs", "5"],
                  ["eval", str(path)], ["bench", "--model", str(path), "--samples", "5"]):
         assert main_cli(argv) == 1
         err = capsys.readouterr().err.strip()
