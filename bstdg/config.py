@@ -70,8 +70,8 @@ def parse_toml(data: bytes, source: str) -> dict:
         return tomllib.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise BstdgError(f"config {source}: not UTF-8 text (byte {exc.start})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BstdgError(f"config {source}: not valid TOML ({exc})") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise BstdgError(f"config {source}: not valid TOML ({str(exc)[:150]})") from None
 
 
 def _data_keys(dataset: str | None) -> set[str] | None:

@@ -10,6 +10,7 @@ from .encoding import SpikeEvents, times_to_events
 from .engine import BinaryNet
 from .engine.event import if_network_forward
 from .errors import BstdgError
+from .limits import T_MAX_LIMIT, THRESHOLD_MAX
 from .files import save_npz
 
 FORMAT = "bstdg-model"
@@ -116,15 +117,97 @@ class BinarySNN:
 
     @classmethod
     def load(cls, path) -> "BinarySNN":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["format"]) != FORMAT:
-                    raise BstdgError(f"{path}: not a bstdg model file")
-                if int(z["format_version"]) > FORMAT_VERSION:
-                    raise BstdgError(f"{path}: model format v{int(z['format_version'])} is newer than this bstdg")
-                return cls(z["sizes"], int(z["t_max"]), z["w"], z["theta"], json.loads(str(z["meta"])))
-        except (OSError, KeyError, ValueError) as exc:
-            raise BstdgError(f"cannot read model {path}: {exc}") from None
+        """The model saved at ``path``, validated (see :func:`check_model_arrays`); every
+        problem (missing, truncated or damaged file, pickles, wrong keys, dtypes or shapes,
+        non-finite or out-of-range values, malformed ``meta``) is one :class:`BstdgError`."""
+        from .npzio import read_arrays
+
+        source = str(path)
+        arrays = read_arrays(path, "model file")
+        sizes, t_max, w, theta, meta = check_model_arrays(arrays, source)
+        return cls(sizes, t_max, w, theta, meta)
+
+
+# A saved model's limits (docs/reliability.md): THRESHOLD_MAX (the export formats' int16) and
+# T_MAX_LIMIT (2^24: spike times exact in int32 and float32) come from bstdg.limits.
+# Thresholds below 1 by float32 rounding of a running average act as 1 (integer_thresholds).
+THRESHOLD_TOLERANCE = 1e-3
+
+
+def check_model_arrays(arrays: dict, source: str):
+    """``(sizes, t_max, w, theta, meta)`` from the arrays of a model file, or BstdgError:
+    ``format`` ``bstdg-model`` of a version this bstdg reads; ``sizes`` >= 2 positive
+    integers; ``t_max`` an integer in ``2..T_MAX_LIMIT``; ``w`` / ``theta`` real 1-d arrays of
+    the lengths ``sizes`` gives, every weight finite in ``[-1, 1]``, every threshold finite
+    in ``[1, THRESHOLD_MAX]``; ``meta`` a JSON object (``dataset`` a string, ``encoder`` an
+    object whose ``options`` is an object, ``t_max`` an integer, ``input_shape`` a list of
+    positive integers, when present)."""
+    from .npzio import scalar
+
+    if "format" not in arrays or arrays["format"].dtype.kind != "U" \
+            or scalar(arrays, "format", "str", source) != FORMAT:
+        raise BstdgError(f"{source}: not a bstdg model file (no format '{FORMAT}'; "
+                         f"`bstdg train` writes RUN/model.npz)")
+    version = scalar(arrays, "format_version", "int", source)
+    if not 1 <= version <= FORMAT_VERSION:
+        raise BstdgError(f"{source}: model format v{version}; this bstdg reads v1..v{FORMAT_VERSION}")
+    sizes = arrays.get("sizes")
+    if sizes is None or sizes.ndim != 1 or sizes.dtype.kind not in "iu" or len(sizes) < 2 \
+            or (sizes < 1).any():
+        raise BstdgError(f"{source}: 'sizes' must be 2 or more positive integers, found "
+                         f"{'nothing' if sizes is None else f'{sizes.dtype} {sizes.tolist()}'[:120]}")
+    sizes = tuple(int(s) for s in sizes)
+    t_max = scalar(arrays, "t_max", "int", source)
+    if not 2 <= t_max <= T_MAX_LIMIT:
+        raise BstdgError(f"{source}: t_max {t_max} is out of range (2..{T_MAX_LIMIT})")
+    n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    n_theta = sum(sizes[1:])
+    values = {}
+    for key, n, lo, hi in (("w", n_w, -1.0, 1.0), ("theta", n_theta, 1.0 - THRESHOLD_TOLERANCE,
+                                                     float(THRESHOLD_MAX))):
+        a = arrays.get(key)
+        if a is None or a.dtype.kind not in "fiu" or a.shape != (n,):
+            found = "nothing" if a is None else f"{a.dtype} {a.shape}"
+            raise BstdgError(f"{source}: {key!r} must be {n} real numbers for sizes "
+                             f"{'-'.join(map(str, sizes))}, found {found}")
+        with np.errstate(over="ignore", invalid="ignore"):  # out of float32 range: inf, refused below
+            a = a.astype(np.float32)
+        if not np.isfinite(a).all():
+            raise BstdgError(f"{source}: {key!r} holds NaN or infinite values (damaged model)")
+        if n and (a.min() < lo or a.max() > hi):
+            what = "latent weights" if key == "w" else "thresholds"
+            raise BstdgError(f"{source}: {what} must be in [{lo:g}, {hi:g}], found "
+                             f"{a.min():g}..{a.max():g} (damaged model)")
+        values[key] = a
+    meta = check_meta(scalar(arrays, "meta", "str", source) if "meta" in arrays else "{}", source)
+    return sizes, t_max, values["w"], values["theta"], meta
+
+
+def check_meta(text: str, source: str) -> dict:
+    """The model's ``meta`` JSON text as a dict, or BstdgError (see check_model_arrays)."""
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise BstdgError(f"{source}: 'meta' is not valid JSON ({str(exc)[:100]})") from None
+    if not isinstance(meta, dict):
+        raise BstdgError(f"{source}: 'meta' must be a JSON object, found {type(meta).__name__}")
+    if meta.get("dataset") is not None and not isinstance(meta["dataset"], str):
+        raise BstdgError(f"{source}: meta 'dataset' must be a string, found {meta['dataset']!r:.60}")
+    encoder = meta.get("encoder")
+    if encoder is None:
+        return meta
+    if not isinstance(encoder, dict):
+        raise BstdgError(f"{source}: meta 'encoder' must be a JSON object, found {type(encoder).__name__}")
+    if encoder.get("options") is not None and not isinstance(encoder["options"], dict):
+        raise BstdgError(f"{source}: meta encoder 'options' must be a JSON object")
+    if "t_max" in encoder and (not isinstance(encoder["t_max"], int) or isinstance(encoder["t_max"], bool)):
+        raise BstdgError(f"{source}: meta encoder 't_max' must be an integer, found {encoder['t_max']!r:.60}")
+    shape = encoder.get("input_shape")
+    if shape is not None and not (isinstance(shape, list) and shape and all(
+            isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 2 ** 31 for s in shape)):
+        raise BstdgError(f"{source}: meta encoder 'input_shape' must be a list of positive "
+                         f"integers, found {shape!r:.60}")
+    return meta
 
 
 def peak_potential(events: SpikeEvents, b: np.ndarray) -> np.ndarray:

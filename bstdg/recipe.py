@@ -11,12 +11,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from .checks import SettingError, check_choice, check_int, check_real
+from .limits import T_MAX_LIMIT, THRESHOLD_MAX
 from .learning import LearningRule
 
 OPTIMIZERS = ("sgd", "adam")
 DEFAULT_LOSS = {"sgd": "anytime", "adam": "s4nn"}  # when the rule names none
-T_MAX_LIMIT = 1 << 20  # time steps: spike times stay far inside int32, tables stay small
-THRESHOLD_LIMIT = 2 ** 15 - 1  # the exports store thresholds as int16
 HIDDEN_LIMIT = 1 << 20  # neurons per hidden layer (the memory check comes on top)
 
 
@@ -87,9 +86,9 @@ class TrainConfig:
         check_real("lr_w_out", self.lr_w_out, 0, lo_open=True, optional=True)
         check_real("lr_theta", self.lr_theta, 0, optional=True)
         check_real("lr_decay", self.lr_decay, 0, 1, lo_open=True)
-        check_real("theta_init", self.theta_init, 1, THRESHOLD_LIMIT)
-        check_real("theta_out", self.theta_out, 1, THRESHOLD_LIMIT)
-        check_int("hidden_margin", self.hidden_margin, 0, THRESHOLD_LIMIT, optional=True)
+        check_real("theta_init", self.theta_init, 1, THRESHOLD_MAX)
+        check_real("theta_out", self.theta_out, 1, THRESHOLD_MAX)
+        check_int("hidden_margin", self.hidden_margin, 0, THRESHOLD_MAX, optional=True)
         check_real("average", self.average, 0, 1, hi_open=True)
         check_int("shift", self.shift, 0, 1 << 15)
         check_int("seed", self.seed, 0, 2 ** 63 - 1)

@@ -29,18 +29,92 @@ def report(run, data_dir=None, log=print) -> dict:
     run = Path(run)
     if not run.is_dir():
         raise BstdgError(f"{run}: no such run folder")
-    if (run / "compare.json").exists():
-        return compare_report(run, data_dir, log)
-    if (run / "metrics.json").exists():
-        return run_report(run, data_dir, log)
+    for name, make in (("compare.json", compare_report), ("metrics.json", run_report)):
+        if (run / name).exists():
+            try:
+                return make(run, data_dir, log)
+            except MALFORMED as exc:  # a value of an unexpected kind that the checks let pass
+                raise BstdgError(f"{run}: {name} or a file beside it is malformed "
+                                 f"({type(exc).__name__}: {' '.join(str(exc).split())[:150]})") from None
     raise BstdgError(f"{run}: neither compare.json nor metrics.json found (not a bstdg run folder)")
 
 
+# What formatting and plotting raise on values of the wrong kind (the last line of defence
+# behind check_metrics, check_compare and check_test_outputs).
+MALFORMED = (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError)
+
+
 def read_json(path: Path) -> dict:
+    """The JSON object in ``path``; BstdgError (one line) when unreadable, not UTF-8, not
+    JSON or not an object."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise BstdgError(f"cannot read {path}: {exc}") from None
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise BstdgError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise BstdgError(f"{path}: not valid JSON ({' '.join(str(exc).split())[:120]})") from None
+    if not isinstance(value, dict):
+        raise BstdgError(f"{path}: must hold a JSON object, found {type(value).__name__}")
+    return value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _require(ok: bool, path: Path, what: str) -> None:
+    if not ok:
+        raise BstdgError(f"{path}: {what} (malformed file)")
+
+
+def check_metrics(metrics: dict, path: Path) -> dict:
+    """BstdgError unless the fields of ``metrics.json`` that the report uses have the right
+    kinds: ``history`` a list of objects with a numeric ``epoch``, ``batches`` rows of 3
+    numbers, the figures of the table numbers, ``t_max`` an integer, ``config`` an object."""
+    history = metrics.get("history")
+    _require(history is None or (isinstance(history, list) and all(
+        isinstance(h, dict) and _is_number(h.get("epoch")) and
+        all(_is_number(h[k]) for k in ("train_accuracy_running", "test_accuracy", "loss") if k in h)
+        for h in history)), path, "'history' must be a list of objects with a numeric 'epoch'")
+    batches = metrics.get("batches")
+    _require(batches is None or (isinstance(batches, list) and all(
+        isinstance(b, list) and len(b) == 3 and all(_is_number(v) for v in b) for b in batches)),
+        path, "'batches' must be a list of [position, loss, accuracy] rows")
+    for _, key, _ in RUN_ROWS:
+        _require(key is None or key not in metrics or _is_number(metrics[key]), path,
+                 f"{key!r} must be a number")
+    _require(isinstance(metrics.get("config", {}), dict), path, "'config' must be an object")
+    t_max = metrics.get("t_max") or metrics.get("config", {}).get("t_max")
+    _require(t_max is None or (isinstance(t_max, int) and not isinstance(t_max, bool)), path,
+             "'t_max' must be an integer")
+    _require(isinstance(metrics.get("sizes", []), list), path, "'sizes' must be a list")
+    _require(isinstance(metrics.get("method", ""), (str, type(None))), path, "'method' must be text")
+    return metrics
+
+
+RUN_NUMBERS = ("test_accuracy", "epoch_s", "train_samples_per_s", "peak_train_mib",
+               "hidden_spikes_per_sample", "mean_decision_time", "eval_samples_per_s")
+
+
+def check_compare(summary: dict, path: Path) -> dict:
+    """BstdgError unless ``compare.json`` has ``runs`` (objects with ``method``, ``t_max``,
+    ``run_dir`` and the numeric figures of the table) and ``time_steps`` (integers)."""
+    runs, steps = summary.get("runs"), summary.get("time_steps")
+    _require(isinstance(runs, list) and all(isinstance(r, dict) for r in runs), path,
+             "'runs' must be a list of objects")
+    _require(isinstance(steps, list) and all(isinstance(t, int) and not isinstance(t, bool) and t > 0
+                                             for t in steps), path,
+             "'time_steps' must be a list of positive integers")
+    _require(isinstance(summary.get("methods", []), list), path, "'methods' must be a list")
+    _require(isinstance(summary.get("hidden", []), list), path, "'hidden' must be a list")
+    _require(_is_number(summary.get("epoch_samples", 0)), path, "'epoch_samples' must be a number")
+    for i, r in enumerate(runs):
+        _require(isinstance(r.get("method"), str) and isinstance(r.get("run_dir"), str)
+                 and isinstance(r.get("t_max"), int) and not isinstance(r.get("t_max"), bool), path,
+                 f"run {i} needs a 'method', a 'run_dir' and an integer 't_max'")
+        _require(all(_is_number(r.get(k)) for k in RUN_NUMBERS), path,
+                 f"run {i} needs the numbers {', '.join(RUN_NUMBERS)}")
+    return summary
 
 
 # --- one training run ----------------------------------------------------------------------
@@ -51,8 +125,7 @@ def test_outputs(run: Path, data_dir=None) -> tuple[dict | None, str | None]:
     test data); ``(None, why)`` when neither is possible."""
     saved = run / "test_outputs.npz"
     if saved.exists():
-        with np.load(saved, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}, None
+        return read_test_outputs(saved), None
     if not (run / "model.npz").exists():
         return None, "no test_outputs.npz and no model.npz in the run folder"
     from .data import load_events
@@ -82,6 +155,37 @@ def test_outputs(run: Path, data_dir=None) -> tuple[dict | None, str | None]:
             "raster_times": full.times[0]}, None
 
 
+def read_test_outputs(path: Path, keys=None) -> dict:
+    """The arrays of a ``test_outputs.npz`` (see :func:`bstdg.compare.save_test_outputs`),
+    checked: per-sample 1-d arrays of one length N >= 1, ``t_max`` an integer in 2..2^24,
+    ``sizes`` positive integers, ``raster_times`` one time per neuron; no pickles
+    (:func:`bstdg.npzio.read_arrays`). ``keys``: only these are required (default: all)."""
+    from .limits import T_MAX_LIMIT
+    from .npzio import read_arrays, scalar
+
+    z = read_arrays(path, "test outputs file")
+    per_sample = ("decision_time", "prediction", "tie", "label", "hidden_spikes")
+    wanted = keys or per_sample + ("t_max", "sizes", "raster_input_times", "raster_times")
+    missing = [k for k in wanted if k not in z]
+    _require(not missing, path, f"no {', '.join(missing)}")
+    lengths = {len(z[k]) if z[k].ndim == 1 else -1 for k in per_sample if k in wanted}
+    _require(len(lengths) <= 1 and -1 not in lengths and 0 not in lengths, path,
+             f"{', '.join(k for k in per_sample if k in wanted)} must be 1-d arrays of one length >= 1")
+    _require(all(z[k].dtype.kind in "iub" for k in wanted if k != "t_max"), path,
+             "the arrays must hold integers")
+    if "t_max" in wanted:
+        t_max = scalar(z, "t_max", "int", str(path))
+        _require(2 <= t_max <= T_MAX_LIMIT, path, f"t_max {t_max} is out of range (2..{T_MAX_LIMIT})")
+    if "sizes" in wanted:
+        sizes = z["sizes"]
+        _require(sizes.ndim == 1 and len(sizes) >= 2 and (sizes >= 1).all(), path,
+                 "'sizes' must be 2 or more positive integers")
+        if "raster_times" in wanted:
+            _require(z["raster_times"].shape == (int(sizes[1:].sum()),), path,
+                     "'raster_times' must hold one time per neuron")
+    return z
+
+
 def layer_split(times: np.ndarray, sizes) -> list:
     offsets = np.cumsum([0, *sizes[1:]])
     return [times[offsets[l]:offsets[l + 1]] for l in range(len(sizes) - 1)]
@@ -90,7 +194,7 @@ def layer_split(times: np.ndarray, sizes) -> list:
 def run_report(run, data_dir=None, log=print, title: str | None = None) -> dict:
     """Figures and ``report.md`` of one training run."""
     run = Path(run)
-    metrics = read_json(run / "metrics.json")
+    metrics = check_metrics(read_json(run / "metrics.json"), run / "metrics.json")
     name = title or metrics.get("method") or run.name
     t_max = metrics.get("t_max") or metrics.get("config", {}).get("t_max")
     figures, notes = {}, []
@@ -144,9 +248,16 @@ def parameters(run: Path):
         return ([net.weight(l) for l in range(net.n_layers)],
                 [net.threshold(l) for l in range(net.n_layers)], True)
     if (run / "model_real.npz").exists():
-        with np.load(run / "model_real.npz", allow_pickle=False) as z:
-            n = sum(1 for k in z.files if k.startswith("w"))
-            return [z[f"w{l}"] for l in range(n)], [z[f"theta{l}"] for l in range(n)], False
+        from .npzio import read_arrays
+
+        path = run / "model_real.npz"
+        z = read_arrays(path, "model file")
+        n = sum(1 for k in z if k.startswith("w"))
+        layers = [(z.get(f"w{l}"), z.get(f"theta{l}")) for l in range(n)]
+        _require(n > 0 and all(w is not None and th is not None and w.dtype.kind == "f" == th.dtype.kind
+                               and np.isfinite(w).all() and np.isfinite(th).all() for w, th in layers),
+                 path, "needs finite real arrays w0, theta0, w1, theta1, ...")
+        return [w for w, _ in layers], [th for _, th in layers], False
     return None
 
 
@@ -193,7 +304,7 @@ def run_markdown(name: str, metrics: dict, figures: dict, notes: list) -> str:
 def compare_report(run, data_dir=None, log=print) -> dict:
     """Figures and ``compare.md`` of a ``bstdg compare`` folder (and every run's report)."""
     run = Path(run)
-    summary = read_json(run / "compare.json")
+    summary = check_compare(read_json(run / "compare.json"), run / "compare.json")
     rows = summary["runs"]
     figures = {"accuracy, time and memory against T": plots.compare_vs_t(
         rows, run / "compare_vs_T.png", summary.get("epoch_samples"),
@@ -207,9 +318,9 @@ def compare_report(run, data_dir=None, log=print) -> dict:
                 continue
             saved = run / Path(r["run_dir"]).name  # runs live inside the comparison folder
             if (saved / "test_outputs.npz").exists():
-                with np.load(saved / "test_outputs.npz", allow_pickle=False) as z:
-                    decision[r["method"]] = z["decision_time"]
-                    hidden[r["method"]] = z["hidden_spikes"]
+                z = read_test_outputs(saved / "test_outputs.npz", ("decision_time", "hidden_spikes"))
+                decision[r["method"]] = z["decision_time"]
+                hidden[r["method"]] = z["hidden_spikes"]
             if (saved / "metrics.json").exists():
                 sub_reports[(r["method"], t_max)] = run_report(saved, data_dir, lambda *_: None,
                                                                f"{r['method']}, T={t_max}")

@@ -91,7 +91,7 @@ def test_trailing_bytes(tmp_path):
     path = tmp_path / "t-idx1-ubyte"
     write_idx(path, np.arange(10, dtype=np.uint8))
     path.write_bytes(path.read_bytes() + b"xx")
-    with pytest.raises(DataError, match=r"t-idx1-ubyte has trailing bytes.*18 bytes.*found 20"):
+    with pytest.raises(DataError, match=r"t-idx1-ubyte has trailing bytes.*18 bytes.*found more than 18"):
         read_idx(path)
 
 

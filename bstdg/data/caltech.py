@@ -17,6 +17,7 @@ import re
 import shutil
 import tarfile
 import tempfile
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ import numpy as np
 from bstdg.data.fetch import reason, stream_url
 from bstdg.data.base import (EncodedSplit, FileDataset, check_limit, check_split, finish,
                              require)
-from bstdg.data.images import ImageOptions, encode_images, image_encoder, read_images, round_robin
+from bstdg.data.images import (MAX_IMAGE_PIXELS, ImageOptions, encode_images, image_encoder, read_images,
+                               round_robin)
 from bstdg.errors import DataError
 
 NAME = "caltech-face-motor"
@@ -182,7 +184,12 @@ def checks(folder: Path) -> dict[str, bool]:
         bad = []
         for path in files:
             try:
-                with Image.open(path) as image:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", Image.DecompressionBombWarning)
+                    image = Image.open(path)
+                with image:
+                    if image.size[0] * image.size[1] > MAX_IMAGE_PIXELS:
+                        raise ValueError("too many pixels")
                     image.verify()
             except Exception:  # noqa: BLE001 - any decoding failure makes the file bad
                 bad.append(path.name)

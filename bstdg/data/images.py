@@ -28,6 +28,7 @@ round-robin over the classes, so ``limit`` N takes a balanced subset.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from bstdg.encoding import Encoder, encode_latency, times_to_events
 from bstdg.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# Largest image read_gray decodes (pixels); Caltech101's largest is about 0.3 Mpixel.
+MAX_IMAGE_PIXELS = 40_000_000
 FILTERS = ("none", "gabor", "dog")
 NOTES = {"units": "(map * H + y) * W + x; maps: the pixels, Gabor orientations, or DoG on- "
                   "then off-centre",
@@ -180,16 +183,30 @@ def image_size(path: Path) -> tuple[int, int]:
 
 
 def read_gray(path: Path, height: int, width: int) -> np.ndarray:
-    """One JPEG as float64 ``(height, width)`` in [0, 1]: grayscale, bilinear resize."""
-    from PIL import Image, UnidentifiedImageError
+    """One image as float64 ``(height, width)`` in [0, 1]: grayscale, bilinear resize. An
+    image whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels is refused before
+    it is decoded; any decoding failure is one DataError line."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # refused, not printed
+            image = Image.open(path)
+        with image:
+            w, h = image.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise DataError(f"{path}: image of {w} x {h} pixels, more than the "
+                                f"{MAX_IMAGE_PIXELS:,} bstdg decodes (damaged file or a "
+                                f"decompression bomb?)")
             image.draft("L", (2 * width, 2 * height))  # JPEG: decode at a reduced scale
             gray = image.convert("L").resize((width, height), Image.BILINEAR)
             return np.asarray(gray, dtype=np.float64) / 255.0
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: not a readable image ({exc})") from None
+    except DataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many kinds for a bad file
+        # (UnidentifiedImageError, OSError, ValueError, SyntaxError, DecompressionBombError, ...)
+        reason = " ".join(str(exc).split())[:150]
+        raise DataError(f"{path}: not a readable image ({type(exc).__name__}: {reason})") from None
 
 
 def gaussian_1d(sigma: float, size: int) -> np.ndarray:

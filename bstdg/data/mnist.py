@@ -95,7 +95,9 @@ def load_idx_dataset(name: str, split: str, folder: Path) -> tuple[np.ndarray, n
     if len(images) != len(labels):
         raise DataError(f"{name} {split}: {len(images)} images in {images_path.name} but "
                         f"{len(labels)} labels in {labels_path.name} (in {folder})")
-    if len(labels) and labels.max() >= N_CLASSES:
+    if len(labels) == 0:
+        raise DataError(f"{name} {split}: no samples ({images_path} and {labels_path.name} hold 0)")
+    if labels.max() >= N_CLASSES:
         raise DataError(f"{labels_path} has label {int(labels.max())}; labels must be "
                         f"0..{N_CLASSES - 1}")
     return images, labels

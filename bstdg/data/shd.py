@@ -216,27 +216,77 @@ def read_spike_file(path: str | Path, n_channels: int, n_classes: int,
     path = Path(path)
     try:
         f = h5py.File(path, "r")
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
-    with f:
-        missing = [key for key in REQUIRED_KEYS if key not in f]
-        if missing:
-            raise DataError(f"{path}: missing {', '.join(missing)} (an SHD-layout file needs "
-                            f"{', '.join(REQUIRED_KEYS)})")
-        attr = f.attrs.get("n_channels")
-        if attr is not None and int(attr) != n_channels:
-            raise DataError(f"{path}: has {int(attr)} channels (attribute n_channels), "
-                            f"expected {n_channels}")
-        times = _ragged(f, "spikes/times", path)
-        units = _ragged(f, "spikes/units", path)
-        labels = np.asarray(f["labels"][()])
-        speakers = np.asarray(f["extra/speaker"][()]) if "extra/speaker" in f else None
-        keys = None
-        if "extra/keys" in f:
-            keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["extra/keys"][()]]
-    n = len(labels)
+    except Exception as exc:  # noqa: BLE001 - h5py raises OSError, ValueError, ... for a bad file
+        raise DataError(f"{path}: not a readable HDF5 file ({_reason(exc)})") from None
+    try:
+        with f:
+            contents = _read_contents(f, path, n_channels)
+        sf = _check_contents(*contents, path, n_channels, n_classes)
+    except DataError:
+        raise
+    except HDF5_ERRORS as exc:  # external or broken links, damaged objects, odd types
+        raise DataError(f"{path}: cannot read its contents ({_reason(exc)}); an SHD-layout "
+                        f"file needs {', '.join(REQUIRED_KEYS)} as plain datasets") from None
+    return reorder(sf, class_round_robin(sf.labels)) if limit_order else sf
+
+
+# What h5py (and numpy on what it returns) raise for damaged files, external or dangling links
+# and objects of the wrong kind.
+HDF5_ERRORS = (KeyError, OSError, TypeError, ValueError, RuntimeError, IndexError, OverflowError,
+               NotImplementedError, AttributeError)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:150]}"
+
+
+def _external_link(f, key: str) -> tuple[str, str] | None:
+    """``(link path, target file)`` when ``key`` or a group on its way is an external link."""
+    import h5py
+
+    node, parts = f, key.split("/")
+    for i, part in enumerate(parts):
+        link = node.get(part, getlink=True)
+        if isinstance(link, h5py.ExternalLink):
+            return "/".join(parts[:i + 1]), str(link.filename)
+        if link is None or i == len(parts) - 1:
+            return None
+        node = node.get(part)
+        if not isinstance(node, h5py.Group):
+            return None
+    return None
+
+
+def _read_contents(f, path: Path, n_channels: int):
+    """The raw arrays of an open SHD-layout file (no links followed to other files)."""
+    for key in REQUIRED_KEYS + ("extra/speaker", "extra/keys"):
+        external = _external_link(f, key)
+        if external is not None:
+            raise DataError(f"{path}: {external[0]} is an external link to {external[1]}; bstdg "
+                            f"reads only data stored in the file itself")
+    missing = [key for key in REQUIRED_KEYS if key not in f]
+    if missing:
+        raise DataError(f"{path}: missing {', '.join(missing)} (an SHD-layout file needs "
+                        f"{', '.join(REQUIRED_KEYS)})")
+    attr = f.attrs.get("n_channels")
+    if attr is not None and int(np.asarray(attr).item()) != n_channels:
+        raise DataError(f"{path}: has {int(np.asarray(attr).item())} channels (attribute "
+                        f"n_channels), expected {n_channels}")
+    times = _ragged(f, "spikes/times", path)
+    units = _ragged(f, "spikes/units", path)
+    labels = np.asarray(f["labels"][()])
+    speakers = np.asarray(f["extra/speaker"][()]) if "extra/speaker" in f else None
+    keys = None
+    if "extra/keys" in f:
+        keys = [k.decode() if isinstance(k, bytes) else str(k) for k in f["extra/keys"][()]]
+    return times, units, labels, speakers, keys
+
+
+def _check_contents(times, units, labels, speakers, keys, path: Path, n_channels: int,
+                    n_classes: int) -> SpikeFile:
     if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
         raise DataError(f"{path}: labels must be a 1-d integer array, found {labels.dtype} {labels.shape}")
+    n = len(labels)
     if len(times) != n or len(units) != n:
         raise DataError(f"{path}: {len(times)} spike time arrays, {len(units)} unit arrays and "
                         f"{n} labels; they must match")
@@ -245,6 +295,11 @@ def read_spike_file(path: str | Path, n_channels: int, n_classes: int,
     if labels.min() < 0 or labels.max() >= n_classes:
         bad = int(labels.min()) if labels.min() < 0 else int(labels.max())
         raise DataError(f"{path}: label {bad} out of range; labels must be 0..{n_classes - 1}")
+    for what, arrays, kinds in (("spikes/times", times, "iuf"), ("spikes/units", units, "iu")):
+        wrong = next((a for a in arrays if a.ndim != 1 or a.dtype.kind not in kinds), None)
+        if wrong is not None:
+            raise DataError(f"{path}: {what} must hold 1-d {'numbers' if kinds == 'iuf' else 'integers'} "
+                            f"per sample, found {wrong.dtype} {wrong.shape}")
     counts = np.fromiter((len(t) for t in times), np.int64, n)
     if not np.array_equal(counts, np.fromiter((len(u) for u in units), np.int64, n)):
         i = int(np.nonzero(counts != np.fromiter((len(u) for u in units), np.int64, n))[0][0])
@@ -263,9 +318,8 @@ def read_spike_file(path: str | Path, n_channels: int, n_classes: int,
             raise DataError(f"{path}: unit {bad} out of range; units must be 0..{n_channels - 1}")
     ptr = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=ptr[1:])
-    sf = SpikeFile(flat_t, flat_u.astype(np.int64), ptr, labels.astype(np.int64), n_channels,
-                   speakers, keys)
-    return reorder(sf, class_round_robin(sf.labels)) if limit_order else sf
+    return SpikeFile(flat_t, flat_u.astype(np.int64), ptr, labels.astype(np.int64), n_channels,
+                     speakers, keys)
 
 
 def class_round_robin(labels: np.ndarray) -> np.ndarray:

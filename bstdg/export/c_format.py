@@ -2,8 +2,10 @@
 
 The header defines the sizes as macros, per layer a ``static const uint8_t`` array of
 packed sign bits (rows of ``ceil(n_in/8)`` bytes, MSB first, bit 1 = +1, exactly the npz's
-``layer{l}_bits``) and a ``static const int16_t`` array of thresholds, plus a CRC-32 that the
-C program checks at start-up. The encoder definition is a JSON comment.
+``layer{l}_bits``) and a ``static const int16_t`` array of thresholds, plus a CRC-32 of the
+network that the C program checks at start-up. The encoder definition is a JSON comment;
+``BSTDG_DIGEST`` (the SHA-256 of :meth:`ExportedNet.digest`, as in the npz) covers the
+network and the encoder, and :func:`read_c_header` checks both.
 
 Samples for the C program (:func:`write_samples`): a text file whose first line is
 ``bstdg-samples 1 N_INPUTS T_MAX``, then one sample per line: ``N_INPUTS`` integers, the
@@ -73,6 +75,7 @@ def header_text(ex: ExportedNet) -> str:
         f"#define BSTDG_N_NEURONS {sum(sizes[1:])}",
         f"#define BSTDG_MAX_WIDTH {max(sizes)}",
         f"#define BSTDG_CRC32 0x{crc32(ex):08x}UL",
+        f"#define BSTDG_DIGEST \"{ex.digest()}\"  /* SHA-256 of the network and the encoder */",
         "",
         _array("uint32_t", "bstdg_sizes", sizes, 16, str),
     ]
@@ -101,17 +104,23 @@ def write_c(ex: ExportedNet, path) -> Path:
     return path
 
 
-_DEFINE = re.compile(r"^#define\s+(BSTDG_\w+)\s+(\S+)\s*$", re.M)
+_DEFINE = re.compile(r"^#define\s+(BSTDG_\w+)\s+(\S+)\s*(?:/\*.*\*/)?\s*$", re.M)
 _ARRAY = re.compile(r"static const (uint8_t|int16_t|uint32_t) (\w+)\[(\d+)\] = \{([^}]*)\};")
 
 
 def read_c_header(path) -> ExportedNet:
-    """The network in a header written by :func:`write_c` (parsed, CRC-checked)."""
+    """The network in a header written by :func:`write_c`: parsed, its CRC-32 and its
+    ``BSTDG_DIGEST`` (which covers the encoder JSON too) checked. Headers without the
+    digest (written before it existed, or damaged) are refused: re-export them.
+    ExportError with one line for anything else."""
     source = str(path)
     try:
-        text = Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ExportError(f"{source}: cannot read the C header ({exc})") from None
+        text = Path(path).read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ExportError(f"{source}: cannot read the C header ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ExportError(f"{source}: not a bstdg C header (not UTF-8 text: {exc.reason} at "
+                          f"byte {exc.start})") from None
     try:
         macros = dict(_DEFINE.findall(text))
         arrays = {}
@@ -147,13 +156,21 @@ def read_c_header(path) -> ExportedNet:
             thresholds.append(np.array(arrays[f"bstdg_th{l}"], np.int64))
         ex = ExportedNet(tuple(bits), tuple(thresholds), t_max, encoder).check(source)
         expected = int(macros["BSTDG_CRC32"].rstrip("UuLl"), 0)
+        digest = macros.get("BSTDG_DIGEST")
     except ExportError:
         raise
-    except (KeyError, ValueError, IndexError) as exc:
+    except (KeyError, ValueError, IndexError, TypeError, OverflowError) as exc:
         raise ExportError(f"{source}: malformed or truncated C header "
-                          f"({type(exc).__name__}: {exc})") from None
+                          f"({type(exc).__name__}: {str(exc)[:100]})") from None
     if crc32(ex) != expected:
         raise ExportError(f"{source}: content does not match BSTDG_CRC32 (corrupt or edited header)")
+    if digest is None:
+        raise ExportError(f"{source}: has no BSTDG_DIGEST, the checksum that covers the encoder "
+                          f"(damaged, or written by an older bstdg): export it again with "
+                          f"`bstdg export RUN --format c`")
+    if digest.strip('"') != ex.digest():
+        raise ExportError(f"{source}: the network or its encoder JSON comment does not match "
+                          f"BSTDG_DIGEST (corrupt or edited header)")
     return ex
 
 

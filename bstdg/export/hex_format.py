@@ -88,33 +88,45 @@ def _read_nibbles(path: Path, n_lines: int, digits: int, sha: str, what: str) ->
     return values.reshape(n_lines, digits)
 
 
+def _integer(value, key: str) -> int:
+    """A JSON integer of the manifest (not a bool, float or string)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError(f"{key} must be an integer, found {value!r:.40}")
+    return value
+
+
 def read_hex(folder) -> ExportedNet:
     """The network in a hex export folder; ExportError when files are missing, corrupt or
     do not agree with the manifest."""
     folder = Path(folder)
     source = str(folder)
     try:
-        manifest = json.loads((folder / MANIFEST).read_text())
+        manifest = json.loads((folder / MANIFEST).read_bytes().decode("utf-8"))
     except OSError as exc:
         raise ExportError(f"{folder / MANIFEST}: cannot read ({exc.strerror or exc}); "
                           f"`bstdg export --format hex --out DIR` writes it") from None
-    except ValueError as exc:
-        raise ExportError(f"{folder / MANIFEST}: not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise ExportError(f"{folder / MANIFEST}: not valid JSON ({str(exc)[:100]})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise ExportError(f"{folder / MANIFEST}: not a bstdg hex export manifest")
     try:
-        if int(manifest["format_version"]) > FORMAT_VERSION:
+        if _integer(manifest["format_version"], "format_version") > FORMAT_VERSION:
             raise ExportError(f"{source}: hex format v{manifest['format_version']} is newer "
                               f"than this bstdg (v{FORMAT_VERSION})")
-        sizes = [int(s) for s in manifest["sizes"]]
+        sizes = [_integer(s, "sizes") for s in manifest["sizes"]]
         layers = manifest["layers"]
-        if len(layers) != len(sizes) - 1 or not layers:
+        if not isinstance(layers, list) or len(layers) != len(sizes) - 1 or not layers:
             raise ExportError(f"{source}: {len(layers)} layers in the manifest, sizes {sizes}")
         bits, thresholds = [], []
         for l, layer in enumerate(layers):
-            n_in, n_out = int(layer["n_in"]), int(layer["n_out"])
-            if (n_in, n_out) != (sizes[l], sizes[l + 1]):
-                raise ExportError(f"{source}: layer {l} is {n_in}->{n_out}, sizes say {sizes}")
+            n_in, n_out = _integer(layer["n_in"], "n_in"), _integer(layer["n_out"], "n_out")
+            if (n_in, n_out) != (sizes[l], sizes[l + 1]) or min(n_in, n_out) < 1:
+                raise ExportError(f"{source}: layer {l} is {n_in}->{n_out}, sizes say {sizes}"[:200])
+            for kind in ("weights", "thresholds"):
+                name = layer[kind]
+                if not isinstance(name, str) or Path(name).name != name or name in ("", ".", ".."):
+                    raise ExportError(f"{folder / MANIFEST}: layer {l} {kind} must be a file name "
+                                      f"in the folder, found {name!r:.60}")
             digits = (n_in + 3) // 4
             nibbles = _read_nibbles(folder / layer["weights"], n_out, digits,
                                     layer["sha256"]["weights"], f"layer {l} weights")
@@ -125,12 +137,12 @@ def read_hex(folder) -> ExportedNet:
                 raise ExportError(f"{source}: layer {l} weights have non-zero padding bits")
             bits.append(np.ascontiguousarray(row[:, :n_in]))
             thresholds.append(t_digits.astype(np.int64) @ np.array([4096, 256, 16, 1]))
-        ex = ExportedNet(tuple(bits), tuple(thresholds), int(manifest["t_max"]),
+        ex = ExportedNet(tuple(bits), tuple(thresholds), _integer(manifest["t_max"], "t_max"),
                          manifest["encoder"]).check(source)
-        digest = str(manifest["digest"])
-    except (KeyError, TypeError, ValueError) as exc:
+        digest = manifest["digest"]
+    except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:
         raise ExportError(f"{folder / MANIFEST}: incomplete or malformed manifest "
-                          f"({type(exc).__name__}: {exc})") from None
+                          f"({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
     if ex.digest() != digest:
         raise ExportError(f"{source}: content does not match the manifest's digest")
     return ex

@@ -15,8 +15,7 @@ import numpy as np
 
 from ..errors import BstdgError
 
-# Thresholds must fit the int16 of the C header and the 16-bit words of the hex files.
-THRESHOLD_MAX = 2 ** 15 - 1
+from ..limits import T_MAX_LIMIT, THRESHOLD_MAX  # noqa: F401 (the limits every format checks)
 
 
 class ExportError(BstdgError):
@@ -50,8 +49,8 @@ class ExportedNet:
         """ExportError unless shapes, values, ``t_max`` and the encoder are consistent."""
         if not self.bits or len(self.bits) != len(self.thresholds):
             raise ExportError(f"{source}: need one threshold vector per weight matrix")
-        if int(self.t_max) < 2:
-            raise ExportError(f"{source}: t_max {self.t_max} is below 2 time steps")
+        if not isinstance(self.t_max, (int, np.integer)) or not 2 <= int(self.t_max) <= T_MAX_LIMIT:
+            raise ExportError(f"{source}: t_max {self.t_max!r:.40} is not an integer in 2..{T_MAX_LIMIT}")
         for l, (b, th) in enumerate(zip(self.bits, self.thresholds)):
             if b.ndim != 2 or b.size == 0:
                 raise ExportError(f"{source}: layer {l} weights have shape {b.shape}")
@@ -72,7 +71,11 @@ class ExportedNet:
             raise ExportError(f"{source}: encoder t_max {self.encoder.get('t_max')!r} differs "
                               f"from the network's t_max {self.t_max}")
         shape = self.encoder.get("input_shape")
-        if shape is not None and int(np.prod(shape)) != self.sizes[0]:
+        if shape is not None and not (isinstance(shape, (list, tuple)) and shape and all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 < s <= 2 ** 31 for s in shape)):
+            raise ExportError(f"{source}: encoder input_shape must be a list of positive integers, "
+                              f"found {shape!r:.60}")
+        if shape is not None and int(np.prod(shape, dtype=object)) != self.sizes[0]:
             raise ExportError(f"{source}: encoder input shape {shape} does not give the "
                               f"{self.sizes[0]} inputs of the network")
         return self
@@ -98,8 +101,9 @@ def encoder_json(encoder: dict) -> str:
 def parse_encoder(text: str, source: str) -> dict:
     try:
         encoder = json.loads(text)
-    except ValueError as exc:
-        raise ExportError(f"{source}: the encoder definition is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError) as exc:
+        raise ExportError(f"{source}: the encoder definition is not valid JSON "
+                          f"({str(exc)[:100]})") from None
     if not isinstance(encoder, dict):
         raise ExportError(f"{source}: the encoder definition is not a JSON object")
     return encoder

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BstdgError
-from .model import ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder, to_binary_net
+from .model import (THRESHOLD_MAX, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
+                    to_binary_net)
 
 FORMAT = "bstdg-nir"
 FORMAT_VERSION = 1
@@ -86,17 +87,52 @@ def read_nir(path) -> ExportedNet:
 
 
 def from_graph(graph, source: str = "NIR graph") -> ExportedNet:
+    """The network of a NIR graph written by :func:`to_graph`; ExportError (one line) for
+    any other graph, malformed metadata or values."""
+    try:
+        return _from_graph(graph, source)
+    except ExportError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, OverflowError) as exc:
+        raise ExportError(f"{source}: malformed bstdg NIR graph ({type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())[:120]})") from None
+
+
+def _metadata_int(meta: dict, key: str, source: str) -> int:
+    value = meta.get(key)
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
+        raise ExportError(f"{source}: metadata {key} must be an integer, found {value!r:.40}")
+    return int(value)
+
+
+def _metadata_str(meta: dict, key: str, source: str) -> str:
+    value = meta.get(key)
+    if isinstance(value, np.ndarray) and value.shape == ():
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if not isinstance(value, str):
+        raise ExportError(f"{source}: metadata {key} must be text, found {type(value).__name__}")
+    return value
+
+
+def _from_graph(graph, source: str) -> ExportedNet:
     nir = require_nir()
     meta = dict(getattr(graph, "metadata", None) or {})
+    if "bstdg_format" in meta:
+        meta["bstdg_format"] = _metadata_str(meta, "bstdg_format", source)
     if meta.get("bstdg_format") != FORMAT:
         raise ExportError(f"{source}: not a bstdg NIR export (metadata bstdg_format is "
                           f"{meta.get('bstdg_format')!r}); t_max and the readout are unknown")
-    if int(meta.get("bstdg_format_version", 0)) > FORMAT_VERSION:
-        raise ExportError(f"{source}: bstdg NIR format v{int(meta['bstdg_format_version'])} is "
-                          f"newer than this bstdg (v{FORMAT_VERSION})")
-    for key in ("t_max", "encoder", "bstdg_digest"):
+    for key in ("bstdg_format_version", "t_max", "encoder", "bstdg_digest"):
         if key not in meta:
             raise ExportError(f"{source}: metadata has no {key}")
+    version = _metadata_int(meta, "bstdg_format_version", source)
+    if version > FORMAT_VERSION:
+        raise ExportError(f"{source}: bstdg NIR format v{version} is newer than this bstdg "
+                          f"(v{FORMAT_VERSION})")
     nodes, succ = graph.nodes, {}
     for a, b in graph.edges:
         if a in succ:
@@ -132,13 +168,15 @@ def from_graph(graph, source: str = "NIR graph") -> ExportedNet:
         if not (r == 1).all() or not (v_reset == 0).all():
             raise ExportError(f"{source}: layer {l} IF must have r = 1 and v_reset = 0")
         theta = v_th + 0.5
-        if not (theta == np.round(theta)).all():
+        if not (np.isfinite(theta).all() and (theta == np.round(theta)).all()):
             raise ExportError(f"{source}: layer {l} v_threshold is not an integer minus 0.5")
+        if theta.size and (theta.min() < 1 or theta.max() > THRESHOLD_MAX):
+            raise ExportError(f"{source}: layer {l} thresholds must be in 1..{THRESHOLD_MAX}")
         bits.append(np.ascontiguousarray((w > 0).astype(np.uint8)))
         thresholds.append(theta.astype(np.int64))
-    ex = ExportedNet(tuple(bits), tuple(thresholds), int(meta["t_max"]),
-                     parse_encoder(str(meta["encoder"]), source)).check(source)
-    if ex.digest() != str(meta["bstdg_digest"]):
+    ex = ExportedNet(tuple(bits), tuple(thresholds), _metadata_int(meta, "t_max", source),
+                     parse_encoder(_metadata_str(meta, "encoder", source), source)).check(source)
+    if ex.digest() != _metadata_str(meta, "bstdg_digest", source):
         raise ExportError(f"{source}: content does not match its SHA-256 digest (corrupt or "
                           f"edited file)")
     return ex
