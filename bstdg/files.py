@@ -85,3 +85,21 @@ def read_json(path, what: str = "file") -> dict:
     if not isinstance(value, dict):
         raise BstdgError(f"{path}: not a JSON object")
     return value
+
+
+@contextmanager
+def atomic_path(path):
+    """For writers that need a file name (h5py, nir): yields a temporary name in the same
+    folder, renamed over ``path`` when the block ends without an exception (removed if not)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+        tmp = None
+    finally:
+        if tmp is not None:
+            with _ignored(OSError):
+                os.unlink(tmp)

@@ -7,11 +7,13 @@ loads data. :mod:`bstdg.report` decides what to draw for a run folder.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 
 from .errors import BstdgError
+from .files import atomic_write
 
 DPI = 110
 
@@ -30,9 +32,10 @@ def pyplot():
 def _save(fig, path) -> Path:
     path = Path(path)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    buf = io.BytesIO()
+    fig.savefig(buf, dpi=DPI, format=path.suffix.lstrip(".") or "png")
     pyplot().close(fig)
-    return path
+    return atomic_write(path, buf.getvalue())
 
 
 def training_curves(history: list, path, title: str = "", batches=None) -> Path:

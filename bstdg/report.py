@@ -22,6 +22,7 @@ import numpy as np
 
 from . import plots
 from .errors import BstdgError, DataError
+from .files import atomic_write
 
 
 def report(run, data_dir=None, log=print) -> dict:
@@ -232,7 +233,7 @@ def run_report(run, data_dir=None, log=print, title: str | None = None) -> dict:
             {name: outputs["hidden_spikes"]}, run / "hidden_spikes.png",
             "hidden spikes per sample (up to the decision)", f"{name}: hidden spikes per test sample")
     path = run / "report.md"
-    path.write_text(run_markdown(name, metrics, figures, notes))
+    atomic_write(path, run_markdown(name, metrics, figures, notes).encode())
     for note in notes:
         log(f"note: {run}: {note}")
     log(f"wrote {path} and {len(figures)} figures")
@@ -335,7 +336,7 @@ def compare_report(run, data_dir=None, log=print) -> dict:
                 hidden, run / f"hidden_spikes_T{t_max}.png", "hidden spikes per sample (up to the decision)",
                 f"hidden spikes per test sample, T={t_max}")
     path = run / "compare.md"
-    path.write_text(compare_markdown(summary, figures, sub_reports, run))
+    atomic_write(path, compare_markdown(summary, figures, sub_reports, run).encode())
     log(f"wrote {path}, {len(figures)} comparison figures and {len(sub_reports)} run reports")
     return {"report": str(path), "figures": {k: str(v) for k, v in figures.items()},
             "runs": {f"{m}@{t}": v["report"] for (m, t), v in sub_reports.items()}}

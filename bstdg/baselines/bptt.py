@@ -45,6 +45,7 @@ from .. import metrics
 from ..encoding import SpikeEvents
 from ..engine import ForwardResult
 from ..evaluation import Evaluation, score
+from ..files import save_npz
 from . import require_torch
 
 _torch = require_torch  # torch is imported on first use, never at module import
@@ -505,7 +506,7 @@ def run_method(run, binary: bool) -> dict:
         extra["event_engine_test_accuracy"] = event.accuracy  # must equal test_accuracy
     else:
         state = net.state()
-        np.savez(out / "model_real.npz", **{f"w{l}": w for l, w in enumerate(state["weights"])},
+        save_npz(out / "model_real.npz", **{f"w{l}": w for l, w in enumerate(state["weights"])},
                  **{f"theta{l}": th for l, th in enumerate(state["thresholds"])})
     return {
         "dataset": run.dataset, **ev.test_metrics(),

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BstdgError
+from ..files import save_npz
 from . import require_torch
 
 _torch = require_torch  # torch is imported on first use, never at module import
@@ -376,7 +377,7 @@ def save_rate_model(path, net: RateNet, n_steps: int, **meta) -> None:
     ``t_steps`` and JSON ``meta``."""
     import json
 
-    np.savez(path, **{f"w{l}": w for l, w in enumerate(net.weights)},
+    save_npz(path, **{f"w{l}": w for l, w in enumerate(net.weights)},
              **{f"b{l}": b for l, b in enumerate(net.biases)},
              thetas=np.asarray(net.thetas, np.float64), v0=np.array(net.v0),
              t_steps=np.array(n_steps), meta=np.array(json.dumps(meta)))

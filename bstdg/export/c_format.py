@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from .model import ExportError, ExportedNet, from_binary_net, parse_encoder, to_binary_net
 
 FORMAT_VERSION = 1
@@ -99,9 +100,7 @@ def export_c(net, encoder: dict, path) -> Path:
 
 
 def write_c(ex: ExportedNet, path) -> Path:
-    path = Path(path)
-    path.write_text(header_text(ex))
-    return path
+    return atomic_write(path, header_text(ex).encode())
 
 
 _DEFINE = re.compile(r"^#define\s+(BSTDG_\w+)\s+(\S+)\s*(?:/\*.*\*/)?\s*$", re.M)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import atomic_write
 from .model import ExportError, ExportedNet, from_binary_net, to_binary_net
 
 FORMAT = "bstdg-hex"
@@ -51,7 +52,7 @@ def write_hex(ex: ExportedNet, folder) -> Path:
         texts = {"weights": "\n".join(_weight_lines(b)) + "\n",
                  "thresholds": "".join(f"{int(t):04x}\n" for t in th)}
         for kind, name in files.items():
-            (folder / name).write_text(texts[kind])
+            atomic_write(folder / name, texts[kind].encode())
         layers.append({"n_in": int(b.shape[1]), "n_out": int(b.shape[0]),
                        "weight_digits": (int(b.shape[1]) + 3) // 4, "threshold_digits": 4,
                        **files,
@@ -60,8 +61,8 @@ def write_hex(ex: ExportedNet, folder) -> Path:
     manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "t_max": int(ex.t_max),
                 "sizes": list(ex.sizes), "encoder": ex.encoder, "layers": layers,
                 "digest": ex.digest()}
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-    return folder
+    atomic_write(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())  # last: it
+    return folder  # names the checksums of the files above, so a half-written folder never verifies
 
 
 _HEX_VALUE = np.full(256, 255, np.uint8)

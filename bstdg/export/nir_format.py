@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BstdgError
+from ..files import atomic_path
 from .model import (THRESHOLD_MAX, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
                     to_binary_net)
 
@@ -67,7 +68,8 @@ def export_nir(net, encoder: dict, path) -> Path:
 def write_nir(ex: ExportedNet, path) -> Path:
     nir = require_nir()
     path = Path(path)
-    nir.write(path, to_graph(ex))
+    with atomic_path(path) as tmp:
+        nir.write(tmp, to_graph(ex))
     return path
 
 

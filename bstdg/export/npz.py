@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..npzio import read_arrays, scalar
+from ..files import save_npz
 from .model import (T_MAX_LIMIT, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
                     to_binary_net)
 
@@ -38,9 +39,7 @@ def write_npz(ex: ExportedNet, path) -> Path:
         arrays[f"layer{l}_shape"] = np.array(b.shape, np.int64)
         arrays[f"layer{l}_bits"] = np.packbits(b, axis=1)
         arrays[f"layer{l}_thresholds"] = np.asarray(th, np.int32)
-    with open(path, "wb") as f:  # a file object: numpy must not append ".npz" to the name
-        np.savez(f, **arrays)
-    return path
+    return save_npz(path, **arrays)  # atomic; the name is kept as given (no ".npz" appended)
 
 
 def read_npz(path) -> ExportedNet:
