@@ -26,8 +26,11 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -e '.[test,baselines,plot]'
 	touch $@
 
-# pytest exits with 5 when it collects no tests: that is not a failure.
+# The linters first (ruff: pyproject.toml; lint-imports: the layers contract in setup.cfg),
+# then the tests. pytest exits with 5 when it collects no tests: that is not a failure.
 test: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q || [ $$? -eq 5 ]
 
 mnist: install
