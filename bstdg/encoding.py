@@ -123,7 +123,8 @@ class Encoder:
 
     ``kind``: ``latency`` (:func:`encode_latency` of pixels), ``gabor-latency`` /
     ``dog-latency`` / ``none-latency`` (image front ends, :mod:`bstdg.data.images`),
-    ``spike-bins`` (spike files binned to steps, :mod:`bstdg.data.shd`) or ``events``
+    ``spike-bins`` (spike files binned to steps, :mod:`bstdg.data.shd`), ``tonic-bins``
+    (tonic datasets, :mod:`bstdg.data.tonic_data`) or ``events``
     (ready-made event lists, :mod:`bstdg.data.arrays`). ``t_max``: time steps of the code
     (spike times lie in ``0..t_max-1``). ``input_shape``: the shape the inputs are the
     row-major flattening of (``(C, H, W)`` or ``(H, W)`` for images; ``(n,)`` otherwise).
