@@ -22,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from bstdg.cli import DATASET_CHOICES, to_json, train_command
+from bstdg.cli import to_json, train_command
+from bstdg.data import DATASET_NAMES
 from bstdg.errors import BstdgError
 
 DEFAULT_DATASETS = ("mnist", "fashion-mnist", "caltech-face-motor", "shd", "fsdd-spikes")
@@ -37,7 +38,7 @@ def main(datasets=DEFAULT_DATASETS, epochs=None, limit_train=None, limit_test=No
         try:
             m = train_command(out=Path(runs) / name, dataset=name, epochs=epochs, seed=seed,
                               limit_train=limit_train, limit_test=limit_test, data_dir=data_dir,
-                              progress=False)
+                              force=True, progress=False)
         except BstdgError as exc:
             print(f"skipped {name}: {exc}", flush=True)
             skipped[name] = str(exc)
@@ -75,7 +76,7 @@ def main(datasets=DEFAULT_DATASETS, epochs=None, limit_train=None, limit_test=No
 def main_cli(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--datasets", default=",".join(DEFAULT_DATASETS),
-                   help=f"comma-separated, from {', '.join(DATASET_CHOICES)} (default: all)")
+                   help=f"comma-separated, from {', '.join(DATASET_NAMES)} (default: all)")
     p.add_argument("--epochs", type=int, help="override every config's epochs")
     p.add_argument("--limit-train", type=int, help="first N training samples of each dataset")
     p.add_argument("--limit-test", type=int, help="first N test samples of each dataset")
@@ -85,7 +86,7 @@ def main_cli(argv=None) -> int:
     p.add_argument("--runs", default="runs/dataset-accuracy", help="folder of the run folders")
     args = p.parse_args(argv)
     names = [n for n in args.datasets.split(",") if n]
-    unknown = [n for n in names if n not in DATASET_CHOICES]
+    unknown = [n for n in names if n not in DATASET_NAMES]
     if unknown:
         p.error(f"unknown dataset(s) {', '.join(unknown)}")
     main(names, args.epochs, args.limit_train, args.limit_test, args.seed, args.data_dir,

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bstdg.cli import existing_data_dir, number_list, resolve_train_config
+from bstdg.cli import existing_data_dir, number_list
+from bstdg.config import train_settings
 from bstdg.data import load_events
 from bstdg.evaluation import evaluate
 from bstdg.train import Trainer, initial_network
@@ -35,11 +36,11 @@ def main(dataset=None, config=None, n_val=5000, split_seed=0, hidden_offset=(0,)
          theta_out=(None,), epochs=None, seed=None, within=0.001, data_dir=None) -> dict:
     """Held-out and test accuracy of every (hidden offset, output threshold) pair, and the
     pair chosen on the held-out samples (see the module docstring)."""
-    dataset, cfg, merged = resolve_train_config(dataset, config, dict(epochs=epochs, seed=seed))
+    dataset, cfg, options = train_settings(dataset, config, dict(epochs=epochs, seed=seed))
     cfg = dataclasses.replace(cfg, hidden_margin=0)
     data_dir = existing_data_dir(data_dir)
-    train = load_events(dataset, "train", cfg.t_max, data_dir, options=merged.data)
-    test = load_events(dataset, "test", cfg.t_max, data_dir, options=merged.data)
+    train = load_events(dataset, "train", cfg.t_max, data_dir, options=options)
+    test = load_events(dataset, "test", cfg.t_max, data_dir, options=options)
     if not 0 < n_val < len(train.labels):
         raise SystemExit(f"--n-val must be 1..{len(train.labels) - 1}, got {n_val}")
     order = np.random.default_rng(split_seed).permutation(len(train.labels))
@@ -75,7 +76,7 @@ def main(dataset=None, config=None, n_val=5000, split_seed=0, hidden_offset=(0,)
                  key=lambda r: (r["heldout_decision_time"], -r["heldout_accuracy"]))
     print(f"chosen: hidden offset {chosen['hidden_offset']}, theta_out {chosen['theta_out']} "
           f"(held-out {chosen['heldout_accuracy']:.4f}; test {chosen['test_accuracy']:.4f})")
-    return {"dataset": dataset, "config": merged.source, "data_options": merged.data,
+    return {"dataset": dataset, "config": config, "data_options": options,
             "epochs": cfg.epochs, "seed": cfg.seed, "n_fit": len(fit_idx), "n_val": n_val,
             "split_seed": split_seed, "train_wall_s": wall, "rows": rows, "chosen": chosen}
 

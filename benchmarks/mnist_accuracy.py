@@ -19,7 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bstdg.compare import TRAIN_CONFIGS as METHODS  # the registry `bstdg compare` uses
-from bstdg.train import config_dict, run_training
+from bstdg.runs import RunInputs, train_run
 
 
 def main(out, epochs: int, hidden=(600,), seed: int = 0, data_dir=None, limit_train=None,
@@ -29,10 +29,10 @@ def main(out, epochs: int, hidden=(600,), seed: int = 0, data_dir=None, limit_tr
     results = {}
     for name in methods:
         config = replace(METHODS[name], epochs=epochs, hidden=tuple(hidden), seed=seed)
-        print(f"== {name}: {json.dumps(config_dict(config))}", flush=True)
+        print(f"== {name}: {json.dumps(config.to_dict())}", flush=True)
         start = time.perf_counter()
-        results[name] = run_training(config, "mnist", out / name, data_dir, limit_train, limit_test,
-                                     progress=False)
+        inputs = RunInputs("mnist", config, {}, data_dir, limit_train, limit_test)
+        results[name] = train_run(inputs, out / name, force=True, progress=False)
         results[name]["total_wall_s"] = time.perf_counter() - start
     summary = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
                "command": " ".join(sys.argv), "results": results}
