@@ -101,28 +101,25 @@ def read(fmt: str, path) -> ExportedNet:
 
 def encoder_for_model(net) -> dict:
     """The encoder definition of a trained :class:`~bstdg.network.BinarySNN`, from its
-    ``meta``: for the latency code of image datasets the full definition of
-    :func:`~.model.latency_encoder`; for any other kind the model's own description (kind,
-    formula, options), completed with ``t_max``, ``input_shape`` and ``dataset``."""
-    from ..data.mnist import IDX_DATASETS, IMAGE_SHAPE
-
+    ``meta``: for the latency code the full definition of :func:`~.model.latency_encoder`
+    (the model's input shape when it records one that fits, else ``(n_inputs,)``); for any
+    other kind the model's own description (kind, formula, options), completed with
+    ``t_max``, ``input_shape`` and ``dataset``."""
     meta = net.meta or {}
     trained = dict(meta.get("encoder") or {"kind": "latency"})
     if int(trained.get("t_max", net.t_max)) != net.t_max:
         raise BstdgError(f"the model's meta says t_max {trained['t_max']}, its network {net.t_max}")
     dataset = meta.get("dataset")
     n_in = net.sizes[0]
+    shape = trained.get("input_shape")
+    if not shape or int(np.prod(shape)) != n_in:
+        shape = [n_in]
     if trained.get("kind") == "latency":
-        shape = IMAGE_SHAPE if dataset in IDX_DATASETS and np.prod(IMAGE_SHAPE) == n_in else (n_in,)
         encoder = latency_encoder(net.t_max, shape, dataset)
         if trained.get("options"):
             encoder["options"] = trained["options"]
         return encoder
-    encoder = {**trained, "t_max": net.t_max, "dataset": dataset}
-    shape = encoder.get("input_shape")
-    if not shape or int(np.prod(shape)) != n_in:
-        encoder["input_shape"] = [n_in]
-    return encoder
+    return {**trained, "t_max": net.t_max, "dataset": dataset, "input_shape": list(shape)}
 
 
 def random_events(n_samples: int, n_inputs: int, t_max: int, seed: int = 0, p_silent: float = 0.3):
