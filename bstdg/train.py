@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from typing import Callable
 
@@ -24,6 +23,7 @@ from .network import BinarySNN
 from .online import anytime_samples, sgd_samples
 from .optim import Adam, binarize, moving_average
 from .progress import Progress
+from .limits import available_memory
 from .recipe import TrainConfig
 
 
@@ -332,21 +332,6 @@ def check_memory(sizes, n_samples: int, optimizer: str = "sgd") -> None:
         raise BstdgError(f"a {'-'.join(map(str, sizes))} network needs about {need / 2**30:.1f} GiB "
                          f"to train and evaluate {n_samples:,} samples, and {available / 2**30:.1f} GiB "
                          f"is available: use smaller layers (--hidden) or fewer samples (--limit-*)")
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (``MemAvailable`` of /proc/meminfo), None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def initial_network(config: TrainConfig, train_events: SpikeEvents, n_classes: int,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import BstdgError
+from ..limits import available_memory
 from . import BinaryNet, ForwardResult
 
 
@@ -18,6 +20,14 @@ def if_network_forward_dense(net: BinaryNet, events, batch_size: int = 256) -> F
     with ``stop_at_decision=False``."""
     if events.n_units != net.sizes[0]:
         raise ValueError(f"events have {events.n_units} input units, network expects {net.sizes[0]}")
+    per_sample = 4 * net.t_max * events.n_units + 8 * sum(net.sizes)  # raster, V and times
+    available = available_memory()
+    if available is not None:
+        if per_sample > available // 2:
+            raise BstdgError(f"the time-stepped reference needs {per_sample / 2**30:.1f} GiB per sample "
+                             f"at t_max {net.t_max} ({available / 2**30:.1f} GiB available); use "
+                             f"the event engine")
+        batch_size = max(1, min(batch_size, available // (2 * per_sample)))
     weights = [w.astype(np.float32) for w in net.weights]
     thresholds = [t.astype(np.float32) for t in net.thresholds]
     n_off = np.zeros(len(weights) + 1, dtype=np.int64)
