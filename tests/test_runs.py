@@ -175,3 +175,27 @@ def test_other_commands_never_write_over_run_files(data_dir, tmp_path, capsys):
                    "would overwrite a file of the run")
     assert (run / "metrics.json").read_bytes() == metrics
     assert json.loads(metrics)["inputs"]["limit_train"] is None
+
+
+def test_training_says_where_the_data_came_from(data_dir, tmp_path, monkeypatch, capsys):
+    """An incomplete --data-dir with BSTDG_DATA set: the copy used and the one skipped are named."""
+    partial = tmp_path / "partial" / "mnist"
+    partial.mkdir(parents=True)
+    (partial / "train-images-idx3-ubyte.gz").write_bytes((data_dir / "train-images-idx3-ubyte.gz").read_bytes())
+    monkeypatch.setenv("BSTDG_DATA", str(data_dir.parent))
+    assert main_cli(["train", "--hidden", "8", "--t-max", "16", "--epochs", "1", "--data-dir",
+                     str(tmp_path / "partial"), "--out", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert f"data: mnist from {data_dir}" in out
+
+
+def test_dense_reference_refuses_what_cannot_fit(monkeypatch):
+    from bstdg.engine import BinaryNet
+    from bstdg.engine import dense
+    from bstdg.encoding import times_to_events
+
+    net = BinaryNet((np.ones((64, 2), np.int8),), (np.ones(2, np.int32),), 1 << 24)
+    events = times_to_events(np.zeros((3, 64), np.int32), 1 << 24)  # 4 GiB of raster per sample
+    monkeypatch.setattr(dense, "available_memory", lambda: 1 << 30)
+    with pytest.raises(BstdgError, match="time-stepped reference needs .* per sample"):
+        dense.if_network_forward_dense(net, events)

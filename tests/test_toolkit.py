@@ -240,3 +240,14 @@ def test_readme_python_example_runs(tmp_path):
     namespace = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
     exec(compile(block.group(1), "README.md", "exec"), namespace)
     assert 0.0 <= namespace["accuracy"] <= 1.0
+
+
+def test_import_bstdg_is_light():
+    """`import bstdg` (and the CLI's module) load no torch, no Ray and compile nothing."""
+    import subprocess
+    import sys
+
+    code = ("import sys, bstdg, bstdg.cli; heavy = [m for m in ('torch', 'ray', 'sklearn', 'tonic') "
+            "if m in sys.modules]; print(heavy); assert not heavy, heavy")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
