@@ -239,7 +239,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def export_command(run, format: str, out, verify: bool = False, data_dir=None, limit_test=None,
-                   random_inputs=None) -> dict:
+                   random_inputs=None, verify_hdl: bool = False) -> dict:
     """Write the model of ``run`` in ``format`` (``npz``, ``nir``, ``c``, ``hex``; see
     :mod:`bstdg.export` and docs/export.md) to ``out`` and print its memory footprint. With
     ``verify`` (or ``random_inputs``), read the written file back through the independent
@@ -251,6 +251,8 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     spec = export_mod.get_format(format)
     if format == "nir":
         export_mod.nir_format.require_nir()
+    if verify_hdl and format != "hex":  # --verify-hdl (issue 18)
+        raise BstdgError("--verify-hdl runs the Verilog core on a hex export; use --format hex")
     net, dataset = load_model(run)
     target = export_mod.output_path(format, out)
     if target.resolve() == model_path(run).resolve():
@@ -261,7 +263,7 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     if random_inputs:
         events = export_mod.random_events(random_inputs, net.sizes[0], net.t_max)
         where = f"{random_inputs:,} random latency-coded inputs"
-    elif verify:  # data first: a missing dataset fails before anything is written
+    elif verify or verify_hdl:  # data first: a missing dataset fails before anything is written
         from .data import load_events, trained_options
 
         test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test,
@@ -293,6 +295,15 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
                 "compiled and run: identical predictions" if check["c_reference"] else
                 "not run (no C compiler, or examples/c/bstdg_infer.c not found)"))
         result["verify"] = check
+    if verify_hdl:  # --verify-hdl: the Verilog core in an HDL simulator (bstdg.export.hdl)
+        from .export import hdl
+
+        check = hdl.verify_hdl(path, bn, events)
+        print(f"  HDL simulation     identical predictions, ties and decision times on {where} "
+              f"(hardware/ core in {check['simulator']}); cycles per inference mean "
+              f"{check['cycles_mean']:,.1f}, max {check['cycles_max']:,} "
+              f"({check['events_per_pass']} input spikes per pass)")
+        result["verify_hdl"] = check
     return result
 
 
@@ -502,6 +513,9 @@ def build_parser() -> Parser:
     p.add_argument("--limit-test", type=positive(int), help="verify on the first N test samples")
     p.add_argument("--random-inputs", type=positive(int), metavar="N",
                    help="verify on N random latency-coded inputs instead (no dataset needed)")
+    p.add_argument("--verify-hdl", action="store_true", help="hex: also run the Verilog core "
+                   "(hardware/) in Icarus Verilog or Verilator and require identical results; "
+                   "prints cycles per inference")
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
     p.set_defaults(func=export_command)
 

@@ -50,7 +50,8 @@ module bstdg_layer #(
     output reg  [DW-1:0] dtime
 );
     localparam ROWW = 4 * ((N_IN + 3) / 4);
-    localparam IW = (N_IN > 1) ? $clog2(N_IN) : 1;
+    localparam RW = $clog2(ROWW);  // a bit position within a weight row
+    localparam [RW-1:0] ROW_TOP = ROWW - 1;
     localparam AW = (N_OUT > 1) ? $clog2(N_OUT) : 1;
     localparam JW = $clog2(N_OUT + 1);
     localparam CNTW = $clog2(K + 1);
@@ -79,7 +80,7 @@ module bstdg_layer #(
     reg            emitted;     // a neuron fired in the current step
     reg [DW-1:0]   cur_t;
     reg [CNTW-1:0] cnt;         // spikes collected for the next pass
-    reg [IW-1:0]   slot [0:K-1];
+    reg [RW-1:0]   slot [0:K-1];
     reg [JW-1:0]   j;           // stage A: neuron whose memories are read
     reg            bvalid;      // stage B: neuron bj's words are in the read registers
     reg [AW-1:0]   bj;
@@ -105,19 +106,12 @@ module bstdg_layer #(
     always @(posedge clk) if (issue) frd <= fmem[addr];
 
     // Stage B: add the collected spikes' weights, test the threshold.
-    wire [ROWW-1:0] wrev;  // wrev[i]: the sign bit of input i
-    genvar g;
-    generate
-        for (g = 0; g < ROWW; g = g + 1) begin : reverse
-            assign wrev[g] = wrow[ROWW - 1 - g];
-        end
-    endgenerate
     reg signed [VW-1:0] delta;
     integer k;
     always @* begin
         delta = ZERO;
         for (k = 0; k < K; k = k + 1)
-            if (k < cnt) delta = delta + (wrev[slot[k]] ? PLUS : MINUS);
+            if (k < cnt) delta = delta + (wrow[slot[k]] ? PLUS : MINUS);
     end
     wire signed [VW-1:0] vold = first ? ZERO : $signed(vrd);
     wire                 fold = first ? 1'b0 : frd;
@@ -238,7 +232,7 @@ module bstdg_layer #(
     always @(posedge clk) begin
         if (state == S_COLLECT && in_valid && kind == SPIKE) begin
             for (k = K - 1; k > 0; k = k - 1) slot[k] <= slot[k - 1];
-            slot[0] <= payload[IW-1:0];
+            slot[0] <= ROW_TOP - payload[RW-1:0];  // bit position of input i in a row
         end
     end
 endmodule

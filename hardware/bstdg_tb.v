@@ -5,9 +5,10 @@
 // number of spikes n followed by n pairs "time unit" in time order.
 // RESULTS file: per sample "prediction tie decision_time cycles", where cycles counts the
 // clocks from the end of reset to `done` (the spike list is offered one spike per clock).
-`timescale 1ns / 1ps
 `default_nettype none
 
+/* verilator lint_off UNUSEDSIGNAL */
+/* verilator lint_off BLKSEQ */
 module bstdg_tb;
     parameter SPIKES = "spikes.txt";
     parameter RESULTS = "results.txt";
