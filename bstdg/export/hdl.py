@@ -264,3 +264,30 @@ def verify_hdl(folder, net, events, reference=None, limit: int | None = None,
 
 def _t_max(folder) -> int:
     return int(hex_format.json.loads((Path(folder) / hex_format.MANIFEST).read_text())["t_max"])
+
+
+def main(argv=None) -> int:
+    """``python -m bstdg.export.hdl HEX_DIR [--k K] [--repeats R]``: print the top level
+    ``bstdg_net`` for a hex export (used by ``hardware/synth.sh``)."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m bstdg.export.hdl",
+                                description="print the Verilog top level for a hex export")
+    p.add_argument("folder", help="hex export folder (bstdg export RUN --format hex --out DIR)")
+    p.add_argument("--k", type=int, default=EVENTS_PER_PASS, help="input spikes per pass")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="most spikes of one input unit in one sample (1: latency code)")
+    args = p.parse_args(argv)
+    try:
+        hex_format.read_hex(args.folder)
+        manifest = hex_format.json.loads((Path(args.folder) / hex_format.MANIFEST).read_text())
+        sys.stdout.write(top_verilog(manifest, args.folder, args.repeats, args.k))
+    except ExportError as exc:
+        print(f"bstdg: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
