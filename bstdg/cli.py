@@ -289,7 +289,8 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
         check = export_mod.verify_file(format, path, bn, events)
         print(f"  verified           identical predictions, ties and decision times on {where} "
               f"(file re-read by the {format} reader, re-run by the independent numpy "
-              f"simulator; ties {check['ties']}, silent {check['silent']})")
+              f"simulator{' and the NIR-spec interpreter' if format == 'nir' else ''}; "
+              f"ties {check['ties']}, silent {check['silent']})")
         if format == "c":
             print("  C reference        " + (
                 "compiled and run: identical predictions" if check["c_reference"] else

@@ -4,7 +4,8 @@ Formats (``bstdg export --format NAME``; registry :data:`FORMATS`, layouts in do
 
 * ``npz`` — the canonical, versioned file: sign bits packed 8 per byte, int32 thresholds,
   the encoder definition, a SHA-256 digest (:mod:`.npz`);
-* ``nir`` — a NIR graph ``Input → (Linear → IF)… → Output`` (:mod:`.nir_format`);
+* ``nir`` — a NIR graph ``Input → (Linear → IF)… → Output`` plus an integrator node for the
+  output potentials (:mod:`.nir_format`);
 * ``c`` — a C header for the C99 reference inference in ``examples/c/`` (:mod:`.c_format`);
 * ``hex`` — ``$readmemh`` memory files, one line per neuron, plus a manifest (:mod:`.hex_format`).
 
@@ -13,7 +14,9 @@ one; ``export_npz(net, encoder, path)`` / ``load_npz(path) -> (BinaryNet, encode
 same for ``nir``, ``c``, ``hex``) work on a :class:`~bstdg.engine.BinaryNet`.
 :func:`verify_file` reads a written file back with its reader, re-runs it with the plain
 numpy simulator of :mod:`.verify` (and, for ``c``, compiles and runs the C program) and
-requires the predictions to equal the trained model's. This package imports
+requires the predictions to equal the trained model's (a ``nir`` file is also run by the
+NIR-specification interpreter of :mod:`.nir_spec`; a ``hex`` folder can run in an HDL
+simulator with :mod:`.hdl`). This package imports
 :mod:`bstdg.engine` only inside the functions that return or take a ``BinaryNet``.
 """
 
@@ -157,6 +160,10 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
         raise ExportError(f"{path}: holds a different network than the model "
                           f"({'-'.join(map(str, ex.sizes))}, t_max {ex.t_max})")
     n = verify.compare(f"{fmt} re-run", reference, verify.simulate(ex, events))
+    if fmt == "nir":  # and the graph as NIR defines it, by an interpreter of the spec alone
+        from . import nir_spec
+
+        verify.compare("NIR-spec interpreter", reference, nir_spec.run_file(path, events))
     c_ran = None
     if fmt == "c" and run_c:
         c_ran = c_format.c_compiler() is not None and c_format.REFERENCE_SOURCE.is_file()
