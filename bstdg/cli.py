@@ -170,20 +170,23 @@ def positive(kind, minimum=None):
 
 def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
                  as_json: bool = False) -> dict:
-    """Evaluate the model of ``run`` (a run folder or its model.npz) on the test split of
-    the dataset it was trained on, with the event engine or the dense reference."""
+    """Evaluate the model of ``run`` (a run folder or its model.npz, or an exported file:
+    export npz, nir, C header or hex folder, read by its format's reader) on the test split
+    of the dataset it was trained on, with the event engine or the dense reference."""
     from .bench import check_inputs, load_model, warm_up
     from .data import load_events, trained_options
     from .evaluation import evaluate
+    from .export import detect_format, exported_model
 
-    net, dataset = load_model(run)
+    fmt = detect_format(run)  # an exported file (issue 18): evaluated as it was written
+    net, dataset = exported_model(fmt, run) if fmt else load_model(run)
     test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test,
                        options=trained_options(dataset, net.meta))
     check_inputs(net, test.events, dataset)
     if engine == "event":
         warm_up(net, test.events)  # load/compile the kernel outside the timed evaluation
     ev = evaluate(net, test.events, test.labels, engine)
-    result = {**ev.test_metrics(), "engine": engine,
+    result = {**ev.test_metrics(), "engine": engine, "export_format": fmt,
               "n_samples": len(test.labels), "dataset": dataset, "sizes": list(net.sizes),
               "t_max": net.t_max}
     if as_json:
@@ -191,7 +194,7 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     else:
         sizes = "-".join(str(s) for s in net.sizes)
         print(f"{sizes} (t_max {net.t_max}) on {len(test.labels)} {dataset} test samples, "
-              f"{engine} engine")
+              f"{engine} engine" + (f", {fmt} export read by its reader" if fmt else ""))
         print(f"  test accuracy      {ev.accuracy:.4f}  (ties {ev.ties}, silent {ev.silent})")
         print(f"  decision time      {ev.mean_decision_time:.1f} steps")
         print(f"  hidden spikes      {ev.hidden_spikes_per_sample:.1f} per sample")
@@ -489,7 +492,8 @@ def build_parser() -> Parser:
     p.set_defaults(func=train_command)
 
     p = commands.add_parser("eval", help="evaluate a trained model on its test split")
-    p.add_argument("run", help="run folder (holding model.npz) or a model .npz file")
+    p.add_argument("run", help="run folder (holding model.npz), a model .npz file, or an "
+                              "exported file (export .npz, .nir, .h, hex folder)")
     p.add_argument("--engine", choices=("event", "dense"), default="event",
                    help="event-driven engine (default) or the time-stepped reference")
     p.add_argument("--limit-test", type=positive(int), help="use the first N test samples")

@@ -41,7 +41,8 @@ __all__ = ["FORMATS", "ExportFormat", "ExportError", "ExportedNet", "export_npz"
            "read_npz", "export_nir", "load_nir", "read_nir", "export_c", "load_c_header",
            "read_c_header", "export_hex", "load_hex", "read_hex", "footprint",
            "latency_encoder", "from_binary_net", "to_binary_net", "write", "read",
-           "output_path", "encoder_for_model", "verify_file", "random_events"]
+           "output_path", "encoder_for_model", "verify_file", "random_events", "detect_format",
+           "ExportedModel", "exported_model"]
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class ExportFormat:
 FORMATS = {f.name: f for f in (
     ExportFormat("npz", "canonical versioned .npz: packed sign bits, int32 thresholds, encoder",
                  npz.write_npz, npz.read_npz, "export.npz"),
-    ExportFormat("nir", "NIR graph (HDF5): Linear(±1) -> IF per layer",
+    ExportFormat("nir", "NIR graph (HDF5): Linear(±1) -> fire-once IF per layer, I readout",
                  nir_format.write_nir, nir_format.read_nir, "export.nir"),
     ExportFormat("c", "C99 header: const uint8_t packed weights, int16_t thresholds",
                  c_format.write_c, c_format.read_c_header, "bstdg_model.h"),
@@ -173,3 +174,59 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
     return {"format": fmt, "path": str(path), "n_samples": n,
             "ties": int(np.sum(reference.tie)), "silent": int(np.sum(reference.time >= ex.t_max)),
             "c_reference": c_ran}
+
+
+def detect_format(path) -> str | None:
+    """The export format of ``path``: ``hex`` for a folder holding a hex manifest, ``nir``
+    for ``.nir``, ``c`` for ``.h``, ``npz`` for an export ``.npz``; None for anything else
+    (a run folder, a trained model's ``model.npz``)."""
+    path = Path(path)
+    if path.is_dir():
+        return "hex" if (path / hex_format.MANIFEST).is_file() else None
+    suffix = path.suffix.lower()
+    if suffix in (".nir", ".h"):
+        return {".nir": "nir", ".h": "c"}[suffix]
+    if suffix == ".npz" and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return "npz" if "format" in z.files and str(z["format"]) == npz.FORMAT else None
+        except Exception:  # not a readable .npz: the model loader reports it
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An exported file seen as a model to evaluate: ``sizes``, ``t_max``, ``meta`` (the
+    encoder and its dataset) and :meth:`binary`."""
+
+    net: ExportedNet
+    path: str
+
+    @property
+    def sizes(self) -> tuple:
+        return self.net.sizes
+
+    @property
+    def t_max(self) -> int:
+        return int(self.net.t_max)
+
+    @property
+    def meta(self) -> dict:
+        return {"dataset": self.net.encoder.get("dataset"), "encoder": self.net.encoder}
+
+    def binary(self):
+        return to_binary_net(self.net)
+
+
+def exported_model(fmt: str, path) -> tuple[ExportedModel, str]:
+    """``(model, dataset)`` of an exported file, read with format ``fmt``'s own reader; the
+    dataset is the one its encoder definition records (BstdgError when it records none)."""
+    if fmt == "nir":
+        nir_format.require_nir()
+    model = ExportedModel(read(fmt, path), str(path))
+    dataset = model.meta["dataset"]
+    if not dataset:
+        raise BstdgError(f"{path}: its encoder records no dataset, so there is no test split to "
+                         f"evaluate on (`bstdg export --verify --random-inputs N` checks it instead)")
+    return model, str(dataset)
