@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from . import hex_format
-from .model import ExportError, ExportedNet
+from .model import ExportedNet, ExportError
 
 HARDWARE_DIR = Path(__file__).resolve().parents[2] / "hardware"
 CORE_SOURCES = ("bstdg_fifo.v", "bstdg_stepper.v", "bstdg_layer.v")
@@ -104,8 +104,8 @@ def top_verilog(manifest: dict, folder, repeats: int = 1, k: int = EVENTS_PER_PA
         "    input  wire clk, input wire rst,",
         f"    input  wire in_valid, input wire in_end, input wire [{DW - 1}:0] in_time,",
         f"    input  wire [{DW - 1}:0] in_unit, output wire in_ready,",
-        f"    output wire done, output wire [{DW - 1}:0] pred, output wire tie, "
-        f"output wire [{DW - 1}:0] dtime",
+        (f"    output wire done, output wire [{DW - 1}:0] pred, output wire tie, "
+        f"output wire [{DW - 1}:0] dtime"),
         ");",
     ]
     for l in range(n):
@@ -116,10 +116,10 @@ def top_verilog(manifest: dict, folder, repeats: int = 1, k: int = EVENTS_PER_PA
               *[f"    wire q{l}_full;" for l in range(1, n)],
               f"    wire q{n}_push;", f"    wire {tok} q{n}_din;", "    /* verilator lint_on UNUSEDSIGNAL */"]
     lines += [
-        f"    bstdg_stepper #(.DW({DW})) stepper (.clk(clk), .rst(rst), .in_valid(in_valid), "
-        ".in_end(in_end),",
-        "        .in_time(in_time), .in_unit(in_unit), .in_ready(in_ready), .tok_push(q0_push), "
-        ".tok(q0_din), .tok_full(q0_full));",
+        (f"    bstdg_stepper #(.DW({DW})) stepper (.clk(clk), .rst(rst), .in_valid(in_valid), "
+        ".in_end(in_end),"),
+        ("        .in_time(in_time), .in_unit(in_unit), .in_ready(in_ready), .tok_push(q0_push), "
+        ".tok(q0_din), .tok_full(q0_full));"),
     ]
     for l in range(n):
         # Between layers: at most one SPIKE per neuron and one STEP per spike, plus END.
@@ -127,8 +127,8 @@ def top_verilog(manifest: dict, folder, repeats: int = 1, k: int = EVENTS_PER_PA
         layer = manifest["layers"][l]
         out = l == n - 1
         lines += [
-            f"    bstdg_fifo #(.W({DW + 2}), .DEPTH_LOG({depth_log})) fifo{l} (.clk(clk), .rst(rst), "
-            f".push(q{l}_push), .din(q{l}_din),",
+            (f"    bstdg_fifo #(.W({DW + 2}), .DEPTH_LOG({depth_log})) fifo{l} (.clk(clk), .rst(rst), "
+            f".push(q{l}_push), .din(q{l}_din),"),
             f"        .full(q{l}_full), .pop(q{l}_pop), .dout(q{l}_dout), .valid(q{l}_valid));",
         ]
         if not out:
@@ -137,8 +137,8 @@ def top_verilog(manifest: dict, folder, repeats: int = 1, k: int = EVENTS_PER_PA
         res = ((".done(done), .pred(pred), .tie(tie), .dtime(dtime)") if out else
                f".done(l{l}_done), .pred(l{l}_pred), .tie(l{l}_tie), .dtime(l{l}_dtime)")
         lines += [
-            f"    bstdg_layer #(.N_IN({sizes[l]}), .N_OUT({sizes[l + 1]}), .PW({widths[l]}), "
-            f".K({k}), .IS_OUTPUT({int(out)}), .T_MAX({int(manifest['t_max'])}), .DW({DW}),",
+            (f"    bstdg_layer #(.N_IN({sizes[l]}), .N_OUT({sizes[l + 1]}), .PW({widths[l]}), "
+            f".K({k}), .IS_OUTPUT({int(out)}), .T_MAX({int(manifest['t_max'])}), .DW({DW}),"),
             f"        .WEIGHTS({_vstr(Path(folder) / layer['weights'])}),",
             f"        .THRESHOLDS({_vstr(Path(folder) / layer['thresholds'])})) layer{l} (",
             f"        .clk(clk), .rst(rst), .in_valid(q{l}_valid), .in_tok(q{l}_dout), .in_pop(q{l}_pop),",
@@ -170,7 +170,8 @@ def write_spike_list(path, events, limit: int | None = None) -> Path:
 
 def _run(cmd, cwd, what: str, timeout: float | None):
     try:
-        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                              check=False)
     except subprocess.TimeoutExpired:
         raise ExportError(f"{what}: no result within {timeout:.0f} s") from None
     if proc.returncode != 0:

@@ -220,7 +220,7 @@ def run_file(path, events, batch_size: int = 2048) -> SpecRun:
         raise ExportError("the NIR interpreter needs the nir package (`pip install nir`)") from None
     try:
         graph = nir.read(Path(path))
-    except Exception as exc:  # h5py/nir raise many kinds for a damaged file
+    except Exception as exc:  # noqa: BLE001 - h5py/nir raise many kinds for a damaged file
         raise ExportError(f"{path}: cannot read the NIR file: {type(exc).__name__}: {exc}") from None
     meta = dict(getattr(graph, "metadata", None) or {})
     if "t_max" not in meta:
