@@ -12,7 +12,7 @@ ifdef BSTDG_DATA
 export BSTDG_DATA
 endif
 
-.PHONY: install test mnist bench clean
+.PHONY: install hdl-tools test mnist bench clean
 
 install: $(STAMP)
 
@@ -26,9 +26,23 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -e '.[test,baselines,plot]'
 	touch $@
 
+# The HDL simulators of tests/test_hdl.py (the Verilog core in hardware/): installed with
+# apt-get when missing and when root or password-less sudo is available; else those tests
+# are skipped and say why.
+HDL_TOOLS := iverilog verilator
+hdl-tools:
+	@missing=; for t in $(HDL_TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo=sudo; \
+	else echo "hdl-tools: missing$$missing and not root: the HDL tests will be skipped"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "hdl-tools: no apt-get to install$$missing"; exit 0; fi; \
+	$$sudo apt-get update -q && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -q $$missing \
+	  || echo "hdl-tools: could not install$$missing: the HDL tests will be skipped"
+
 # The linters first (ruff: pyproject.toml; lint-imports: the layers contract in setup.cfg),
 # then the tests. pytest exits with 5 when it collects no tests: that is not a failure.
-test: install
+test: install hdl-tools
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q || [ $$? -eq 5 ]

@@ -192,21 +192,24 @@ def positive(kind, minimum=None):
 
 def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
                  as_json: bool = False) -> dict:
-    """Evaluate the model of ``run`` (a run folder or its model.npz) on the test split of
-    the dataset it was trained on, with the event engine or the dense reference."""
+    """Evaluate the model of ``run`` (a run folder or its model.npz, or an exported file:
+    export npz, nir, C header or hex folder, read by its format's reader) on the test split
+    of the dataset it was trained on, with the event engine or the dense reference."""
     from .bench import warm_up
     from .runs import check_inputs, load_model
     from .data import load_events, trained_options
     from .evaluation import evaluate
+    from .export import detect_format, exported_model
 
-    net, dataset = load_model(run)
+    fmt = detect_format(run)  # an exported file (issue 18): evaluated as it was written
+    net, dataset = exported_model(fmt, run) if fmt else load_model(run)
     test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test,
                        options=trained_options(dataset, net.meta))
     check_inputs(net, test.events, dataset)
     if engine == "event":
         warm_up(net, test.events)  # load/compile the kernel outside the timed evaluation
     ev = evaluate(net, test.events, test.labels, engine)
-    result = {**ev.test_metrics(), "engine": engine,
+    result = {**ev.test_metrics(), "engine": engine, "export_format": fmt,
               "n_samples": len(test.labels), "dataset": dataset, "sizes": list(net.sizes),
               "t_max": net.t_max}
     if as_json:
@@ -214,7 +217,7 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     else:
         sizes = "-".join(str(s) for s in net.sizes)
         print(f"{sizes} (t_max {net.t_max}) on {len(test.labels)} {dataset} test samples, "
-              f"{engine} engine")
+              f"{engine} engine" + (f", {fmt} export read by its reader" if fmt else ""))
         print(f"  test accuracy      {ev.accuracy:.4f}  (ties {ev.ties}, silent {ev.silent})")
         print(f"  decision time      {ev.mean_decision_time:.1f} steps")
         print(f"  hidden spikes      {ev.hidden_spikes_per_sample:.1f} per sample")
@@ -266,7 +269,7 @@ def add_bench_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def export_command(run, format: str, out, verify: bool = False, data_dir=None, limit_test=None,
-                   random_inputs=None) -> dict:
+                   random_inputs=None, verify_hdl: bool = False) -> dict:
     """Write the model of ``run`` in ``format`` (``npz``, ``nir``, ``c``, ``hex``; see
     :mod:`bstdg.export` and docs/export.md) to ``out`` and print its memory footprint. With
     ``verify`` (or ``random_inputs``), read the written file back through the independent
@@ -278,6 +281,8 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     spec = export_mod.get_format(format)
     if format == "nir":
         export_mod.nir_format.require_nir()
+    if verify_hdl and format != "hex":  # --verify-hdl (issue 18)
+        raise BstdgError("--verify-hdl runs the Verilog core on a hex export; use --format hex")
     net, dataset = load_model(run)
     target = export_mod.output_path(format, out)
     if target.resolve() == model_path(run).resolve():
@@ -289,7 +294,7 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     if random_inputs:
         events = export_mod.random_events(random_inputs, net.sizes[0], net.t_max)
         where = f"{random_inputs:,} random latency-coded inputs"
-    elif verify:  # data first: a missing dataset fails before anything is written
+    elif verify or verify_hdl:  # data first: a missing dataset fails before anything is written
         from .data import load_events, trained_options
 
         test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test,
@@ -315,12 +320,22 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
         check = export_mod.verify_file(format, path, bn, events)
         print(f"  verified           identical predictions, ties and decision times on {where} "
               f"(file re-read by the {format} reader, re-run by the independent numpy "
-              f"simulator; ties {check['ties']}, silent {check['silent']})")
+              f"simulator{' and the NIR-spec interpreter' if format == 'nir' else ''}; "
+              f"ties {check['ties']}, silent {check['silent']})")
         if format == "c":
             print("  C reference        " + (
                 "compiled and run: identical predictions" if check["c_reference"] else
                 "not run (no C compiler, or examples/c/bstdg_infer.c not found)"))
         result["verify"] = check
+    if verify_hdl:  # --verify-hdl: the Verilog core in an HDL simulator (bstdg.export.hdl)
+        from .export import hdl
+
+        check = hdl.verify_hdl(path, bn, events)
+        print(f"  HDL simulation     identical predictions, ties and decision times on {where} "
+              f"(hardware/ core in {check['simulator']}); cycles per inference mean "
+              f"{check['cycles_mean']:,.1f}, max {check['cycles_max']:,} "
+              f"({check['events_per_pass']} input spikes per pass)")
+        result["verify_hdl"] = check
     return result
 
 
@@ -496,7 +511,8 @@ def build_parser() -> Parser:
     p.set_defaults(func=train_command)
 
     p = commands.add_parser("eval", help="evaluate a trained model on its test split")
-    p.add_argument("run", help="run folder (holding model.npz) or a model .npz file")
+    p.add_argument("run", help="run folder (holding model.npz), a model .npz file, or an "
+                              "exported file (export .npz, .nir, .h, hex folder)")
     p.add_argument("--engine", choices=("event", "dense"), default="event",
                    help="event-driven engine (default) or the time-stepped reference")
     p.add_argument("--limit-test", type=positive(int), help="use the first N test samples")
@@ -521,6 +537,9 @@ def build_parser() -> Parser:
     p.add_argument("--limit-test", type=positive(int), help="verify on the first N test samples")
     p.add_argument("--random-inputs", type=positive(int), metavar="N",
                    help="verify on N random latency-coded inputs instead (no dataset needed)")
+    p.add_argument("--verify-hdl", action="store_true", help="hex: also run the Verilog core "
+                   "(hardware/) in Icarus Verilog or Verilator and require identical results; "
+                   "prints cycles per inference")
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
     p.set_defaults(func=export_command)
 

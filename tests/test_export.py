@@ -391,6 +391,107 @@ def test_missing_nir_package_gives_one_clear_line(monkeypatch):
     one_line(exc, "pip install nir")
 
 
+# --- NIR as the specification defines it ------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(NETS))
+def test_nir_spec_interpreter_reproduces_every_decision(name, tmp_path):
+    """The NIR file, run by an interpreter of NIR's node definitions alone (Euler, dt = 1),
+    predicts, ties and decides at the same step as the engine: latency and multi-spike."""
+    pytest.importorskip("nir")
+    from bstdg.export import nir_spec
+
+    net = NETS[name]
+    path = write("nir", net, tmp_path)
+    rng = np.random.default_rng(len(name))
+    for events in (inputs_for(name, net, 80),
+                   random_multi_spike_events(rng, 80, net.sizes[0], net.t_max, 25)):
+        _, reference = forward_decisions(net, events)
+        assert_same_decisions(reference, nir_spec.run_file(path, events, batch_size=32))
+
+
+def test_nir_fire_once_is_in_the_graph(tmp_path):
+    """A spec-following IF fires again after a reset to 0 (format v1); with the exported
+    v_reset it cannot: the graph itself says fire-once."""
+    nir = pytest.importorskip("nir")
+    from bstdg.export import nir_spec
+
+    net = BinaryNet((np.ones((8, 4), np.int8), np.ones((4, 3), np.int8)),
+                    (np.full(4, 2, np.int32), np.full(3, 3, np.int32)), 12)  # potentials only rise
+    graph = nir_format.to_graph(E.from_binary_net(net, encoder_for(net)))
+    machine, spikes = nir_spec.Interpreter(graph), np.zeros(3)
+    for _ in range(8):  # every input spikes at every step
+        spikes = spikes + machine.step(np.ones((1, 8)))["output"][0]
+    assert (spikes == 1).all()
+    for node in graph.nodes.values():
+        if isinstance(node, nir.IF):
+            node.v_reset = np.zeros_like(node.v_reset)
+    machine, spikes = nir_spec.Interpreter(graph), np.zeros(3)
+    for _ in range(8):
+        spikes = spikes + machine.step(np.ones((1, 8)))["output"][0]
+    assert spikes.max() > 1
+
+
+def test_nir_spec_interpreter_is_independent(tmp_path):
+    """It imports neither the engine nor bstdg's own NIR reader."""
+    pytest.importorskip("nir")
+    path = write("nir", NETS["13-9-4"], tmp_path)
+    code = f"""
+import sys
+import numpy as np
+from bstdg.encoding import SpikeEvents
+from bstdg.export import nir_spec
+events = SpikeEvents(np.array([0, 3], np.int32), np.array([1, 2], np.int32),
+                     np.array([0, 2], np.int64), 13)
+nir_spec.run_file({str(path)!r}, events)
+loaded = [m for m in sys.modules if m.startswith(("bstdg.engine", "bstdg.evaluation", "numba"))]
+assert not loaded, loaded
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    imports = [line for line in Path(nir_spec_module_file()).read_text().splitlines()
+               if line.lstrip().startswith(("import ", "from "))]
+    assert not [line for line in imports if "nir_format" in line or "verify" in line], imports
+
+
+def nir_spec_module_file() -> str:
+    from bstdg.export import nir_spec
+
+    return nir_spec.__file__
+
+
+def test_nir_format_v1_files_are_still_read(tmp_path):
+    """v1 (v_reset = 0, no readout integrator): read by read_nir; the interpreter refuses it
+    with one line (it has no potentials to decide silent samples)."""
+    nir = pytest.importorskip("nir")
+    from bstdg.export import nir_spec
+
+    net = NETS["13-9-4"]
+    graph = nir_format.to_graph(E.from_binary_net(net, encoder_for(net)))
+    for node in graph.nodes.values():
+        if isinstance(node, nir.IF):
+            node.v_reset = np.zeros_like(node.v_reset)
+    nodes = {k: v for k, v in graph.nodes.items() if k not in ("integrator", "potential")}
+    edges = [e for e in graph.edges if "integrator" not in e]
+    meta = {k: v for k, v in graph.metadata.items() if k != "bstdg_readout"}
+    meta["bstdg_format_version"] = 1
+    old = tmp_path / "v1.nir"
+    nir.write(old, nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta))
+    ex = E.read_nir(old)
+    assert ex.digest() == E.from_binary_net(net, encoder_for(net)).digest()
+    with pytest.raises(ExportError) as exc:
+        nir_spec.run_file(old, inputs_for("13-9-4", net))
+    one_line(exc, "no readout", "export again")
+
+
+def test_too_old_nir_gives_one_clear_line(monkeypatch):
+    nir = pytest.importorskip("nir")
+    monkeypatch.setattr(nir, "__version__", "1.0.4")
+    with pytest.raises(BstdgError) as exc:
+        nir_format.require_nir()
+    one_line(exc, "nir 1.0.4 is too old", "nir>=1.0.6")
+
+
 # --- CLI -------------------------------------------------------------------------------------
 
 
@@ -483,3 +584,30 @@ def test_the_documented_reimplementation_matches_the_model(tmp_path):
     predictions = [ns["classify"](layers, t_max, ns["encode"](image, t_max)) for image in images]
     np.testing.assert_array_equal(predictions, reference.prediction)
     assert len(set(predictions)) > 1
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_cli_eval_reads_exported_files(fmt, tiny_run, capsys):
+    """`bstdg eval FILE` on every export format gives the model's own figures."""
+    if fmt == "nir":
+        pytest.importorskip("nir")
+    run, data = tiny_run
+    out = run / FILE_NAMES[fmt]
+    assert main_cli(["export", str(run), "--format", fmt, "--out", str(out)]) == 0
+    capsys.readouterr()
+    figures = []
+    for target in (run, out):
+        assert main_cli(["eval", str(target), "--data-dir", str(data.parent), "--json"]) == 0
+        figures.append(json.loads(capsys.readouterr().out))
+    assert figures[1]["export_format"] == fmt and figures[0]["export_format"] is None
+    for key in ("test_accuracy", "test_ties", "test_silent", "mean_decision_time"):
+        if key in figures[0]:
+            assert figures[1][key] == figures[0][key], key
+
+
+def test_cli_eval_of_an_export_without_dataset_is_one_line(tmp_path, capsys):
+    net = NETS["13-9-4"]
+    path = E.write("npz", E.from_binary_net(net, latency_encoder(net.t_max, (13,))), tmp_path / "x.npz")
+    status = main_cli(["eval", str(path)])
+    err = capsys.readouterr().err
+    assert status != 0 and "records no dataset" in err and len(err.strip().splitlines()) == 1

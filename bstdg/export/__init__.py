@@ -4,7 +4,8 @@ Formats (``bstdg export --format NAME``; registry :data:`FORMATS`, layouts in do
 
 * ``npz`` — the canonical, versioned file: sign bits packed 8 per byte, int32 thresholds,
   the encoder definition, a SHA-256 digest (:mod:`.npz`);
-* ``nir`` — a NIR graph ``Input → (Linear → IF)… → Output`` (:mod:`.nir_format`);
+* ``nir`` — a NIR graph ``Input → (Linear → IF)… → Output`` plus an integrator node for the
+  output potentials (:mod:`.nir_format`);
 * ``c`` — a C header for the C99 reference inference in ``examples/c/`` (:mod:`.c_format`);
 * ``hex`` — ``$readmemh`` memory files, one line per neuron, plus a manifest (:mod:`.hex_format`).
 
@@ -13,7 +14,9 @@ one; ``export_npz(net, encoder, path)`` / ``load_npz(path) -> (BinaryNet, encode
 same for ``nir``, ``c``, ``hex``) work on a :class:`~bstdg.engine.BinaryNet`.
 :func:`verify_file` reads a written file back with its reader, re-runs it with the plain
 numpy simulator of :mod:`.verify` (and, for ``c``, compiles and runs the C program) and
-requires the predictions to equal the trained model's. This package imports
+requires the predictions to equal the trained model's (a ``nir`` file is also run by the
+NIR-specification interpreter of :mod:`.nir_spec`; a ``hex`` folder can run in an HDL
+simulator with :mod:`.hdl`). This package imports
 :mod:`bstdg.engine` only inside the functions that return or take a ``BinaryNet``.
 """
 
@@ -38,7 +41,8 @@ __all__ = ["FORMATS", "ExportFormat", "ExportError", "ExportedNet", "export_npz"
            "read_npz", "export_nir", "load_nir", "read_nir", "export_c", "load_c_header",
            "read_c_header", "export_hex", "load_hex", "read_hex", "footprint",
            "latency_encoder", "from_binary_net", "to_binary_net", "write", "read",
-           "output_path", "encoder_for_model", "verify_file", "random_events"]
+           "output_path", "encoder_for_model", "verify_file", "random_events", "detect_format",
+           "ExportedModel", "exported_model"]
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,7 @@ class ExportFormat:
 FORMATS = {f.name: f for f in (
     ExportFormat("npz", "canonical versioned .npz: packed sign bits, int32 thresholds, encoder",
                  npz.write_npz, npz.read_npz, "export.npz"),
-    ExportFormat("nir", "NIR graph (HDF5): Linear(±1) -> IF per layer",
+    ExportFormat("nir", "NIR graph (HDF5): Linear(±1) -> fire-once IF per layer, I readout",
                  nir_format.write_nir, nir_format.read_nir, "export.nir"),
     ExportFormat("c", "C99 header: const uint8_t packed weights, int16_t thresholds",
                  c_format.write_c, c_format.read_c_header, "bstdg_model.h"),
@@ -154,6 +158,10 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
         raise ExportError(f"{path}: holds a different network than the model "
                           f"({'-'.join(map(str, ex.sizes))}, t_max {ex.t_max})")
     n = verify.compare(f"{fmt} re-run", reference, verify.simulate(ex, events))
+    if fmt == "nir":  # and the graph as NIR defines it, by an interpreter of the spec alone
+        from . import nir_spec
+
+        verify.compare("NIR-spec interpreter", reference, nir_spec.run_file(path, events))
     c_ran = None
     if fmt == "c" and run_c:
         c_ran = c_format.c_compiler() is not None and c_format.REFERENCE_SOURCE.is_file()
@@ -163,3 +171,59 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
     return {"format": fmt, "path": str(path), "n_samples": n,
             "ties": int(np.sum(reference.tie)), "silent": int(np.sum(reference.time >= ex.t_max)),
             "c_reference": c_ran}
+
+
+def detect_format(path) -> str | None:
+    """The export format of ``path``: ``hex`` for a folder holding a hex manifest, ``nir``
+    for ``.nir``, ``c`` for ``.h``, ``npz`` for an export ``.npz``; None for anything else
+    (a run folder, a trained model's ``model.npz``)."""
+    path = Path(path)
+    if path.is_dir():
+        return "hex" if (path / hex_format.MANIFEST).is_file() else None
+    suffix = path.suffix.lower()
+    if suffix in (".nir", ".h"):
+        return {".nir": "nir", ".h": "c"}[suffix]
+    if suffix == ".npz" and path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return "npz" if "format" in z.files and str(z["format"]) == npz.FORMAT else None
+        except Exception:  # not a readable .npz: the model loader reports it
+            return None
+    return None
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """An exported file seen as a model to evaluate: ``sizes``, ``t_max``, ``meta`` (the
+    encoder and its dataset) and :meth:`binary`."""
+
+    net: ExportedNet
+    path: str
+
+    @property
+    def sizes(self) -> tuple:
+        return self.net.sizes
+
+    @property
+    def t_max(self) -> int:
+        return int(self.net.t_max)
+
+    @property
+    def meta(self) -> dict:
+        return {"dataset": self.net.encoder.get("dataset"), "encoder": self.net.encoder}
+
+    def binary(self):
+        return to_binary_net(self.net)
+
+
+def exported_model(fmt: str, path) -> tuple[ExportedModel, str]:
+    """``(model, dataset)`` of an exported file, read with format ``fmt``'s own reader; the
+    dataset is the one its encoder definition records (BstdgError when it records none)."""
+    if fmt == "nir":
+        nir_format.require_nir()
+    model = ExportedModel(read(fmt, path), str(path))
+    dataset = model.meta["dataset"]
+    if not dataset:
+        raise BstdgError(f"{path}: its encoder records no dataset, so there is no test split to "
+                         f"evaluate on (`bstdg export --verify --random-inputs N` checks it instead)")
+    return model, str(dataset)

@@ -1,16 +1,32 @@
-"""NIR export: ``Input → (Linear(±1) → IF)×L → Output``, written with ``nir.write``.
+"""NIR export: ``Input → (Linear(±1) → IF)×L → Output``, plus the readout potentials.
 
 Each layer is ``Linear(weight)`` with the ``(n_out, n_in)`` ±1 weights followed by
-``IF(r=1, v_threshold=θ - 0.5, v_reset=0)``. NIR's IF fires when ``v > v_threshold``
+``IF(r=1, v_threshold=θ - 0.5, v_reset=V_RESET)``. NIR's IF fires when ``v > v_threshold``
 (strictly), bstdg's neurons when ``v >= θ``; potentials are integers, so ``θ - 0.5`` fires at
-exactly the same steps under either comparison. NIR has no fire-once neuron and no
-time-to-first-spike readout: the graph metadata says so (``bstdg_semantics``), and an
-importer must add both (docs/export.md). The graph metadata also carries ``t_max``, the
-encoder definition and the content digest, which :func:`read_nir` checks.
+exactly the same steps under either comparison. Fire-once is said in NIR's own terms: the
+reset potential ``V_RESET = -2**22`` lies far below any potential a neuron can reach
+(``|v| <= fan-in`` for hidden layers; for the first layer ``|v|`` is at most the sample's
+input spike count), so an IF that follows the specification cannot reach its threshold a
+second time (it would need over four million more +1 inputs). All values stay integers
+below ``2**24`` in magnitude: exact in float32.
+
+The last Linear also feeds ``potential``, an integrator ``I(r=1)`` (``dv/dt = R·I``, no
+threshold, no reset) whose state is the output layer's potential, read by the prediction
+rule: the earliest output spike wins; several at one step: the highest ``potential`` at
+that step, then the lower index (a tie); no output spike: the highest ``potential`` at
+``t_max``. The graph has two Output nodes, ``output`` (spikes of the output IF) and
+``potential`` (the integrator's state). Time is discrete: step ``t`` of the encoder is one
+unit of time (Euler with ``dt = 1``), a spike is integrated by the next layer in the same
+step. :mod:`.nir_spec` runs a file exactly so, from NIR's definitions alone.
+
+The graph metadata carries ``t_max``, the encoder definition, the readout and the content
+digest, which :func:`read_nir` checks. Files of format version 1 (``v_reset = 0``, no
+integrator) are still read.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -21,11 +37,16 @@ from .model import (THRESHOLD_MAX, ExportError, ExportedNet, encoder_json, from_
                     to_binary_net)
 
 FORMAT = "bstdg-nir"
-FORMAT_VERSION = 1
-SEMANTICS = ("fire-once non-leaky IF, no synaptic delay (a spike is integrated by the next "
-             "layer in the same time step); integer time steps 0..t_max-1; prediction = the "
-             "output neuron that spikes first, ties -> higher potential at that step, then lower "
-             "index; no output spike -> highest potential at t_max; IF v_threshold = theta - 0.5")
+FORMAT_VERSION = 2
+V_RESET = -float(2 ** 22)  # below any reachable potential: a spec-following IF fires once
+SEMANTICS = ("fire-once non-leaky IF (v_reset far below any reachable potential), no synaptic "
+             "delay (a spike is integrated by the next layer in the same time step); Euler with "
+             "dt = 1 time step, steps 0..t_max-1; prediction = the output neuron that spikes "
+             "first, several at that step -> higher 'potential' (the integrator node) at that "
+             "step, then lower index (a tie); no output spike -> highest 'potential' at t_max; "
+             "IF v_threshold = theta - 0.5")
+READOUT = {"spikes": "output", "potential": "potential", "dt": 1.0}
+NIR_MIN = (1, 0, 6)  # the first nir with IF.v_reset
 INSTALL_HINT = ("--format nir needs the nir package: `pip install nir` "
                 "(or `pip install -e '.[export]'` in a bstdg checkout)")
 
@@ -36,6 +57,14 @@ def require_nir():
         import nir
     except ImportError:
         raise BstdgError(INSTALL_HINT) from None
+    version = str(getattr(nir, "__version__", "0"))
+    try:
+        too_old = tuple(int(p) for p in version.split(".")[:3]) < NIR_MIN
+    except ValueError:  # a development version: assume recent enough
+        too_old = False
+    if too_old:
+        raise BstdgError(f"nir {version} is too old for bstdg's NIR files (IF v_reset came in "
+                         f"nir {'.'.join(map(str, NIR_MIN))}): `pip install 'nir>=1.0.6'`")
     return nir
 
 
@@ -49,14 +78,19 @@ def to_graph(ex: ExportedNet):
         nodes[f"fc{l}"] = nir.Linear(weight=ex.signs(l).astype(np.float32))
         nodes[f"if{l}"] = nir.IF(r=np.ones(n, np.float32),
                                  v_threshold=np.asarray(th, np.float32) - np.float32(0.5),
-                                 v_reset=np.zeros(n, np.float32))
+                                 v_reset=np.full(n, V_RESET, np.float32))
         edges += [(previous, f"fc{l}"), (f"fc{l}", f"if{l}")]
         previous = f"if{l}"
-    nodes["output"] = nir.Output(output_type={"output": np.array([ex.sizes[-1]])})
-    edges.append((previous, "output"))
+    n_out = ex.sizes[-1]
+    nodes["output"] = nir.Output(output_type={"output": np.array([n_out])})
+    nodes["integrator"] = nir.I(r=np.ones(n_out, np.float32))
+    nodes["potential"] = nir.Output(output_type={"output": np.array([n_out])})
+    edges += [(previous, "output"), (f"fc{len(ex.bits) - 1}", "integrator"),
+              ("integrator", "potential")]
     metadata = {"bstdg_format": FORMAT, "bstdg_format_version": FORMAT_VERSION,
                 "t_max": int(ex.t_max), "encoder": encoder_json(ex.encoder),
-                "bstdg_semantics": SEMANTICS, "bstdg_digest": ex.digest()}
+                "bstdg_semantics": SEMANTICS, "bstdg_readout": json.dumps(READOUT),
+                "bstdg_digest": ex.digest()}
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata)
 
 
@@ -135,8 +169,25 @@ def _from_graph(graph, source: str) -> ExportedNet:
     if version > FORMAT_VERSION:
         raise ExportError(f"{source}: bstdg NIR format v{version} is newer than this bstdg "
                           f"(v{FORMAT_VERSION})")
-    nodes, succ = graph.nodes, {}
-    for a, b in graph.edges:
+    nodes = dict(graph.nodes)
+    edges = [tuple(e) for e in graph.edges]
+    reset = 0.0
+    if version >= 2:  # the readout branch: last Linear -> I -> Output "potential"
+        reset = V_RESET
+        tail = [("integrator", "potential")]
+        if not isinstance(nodes.get("integrator"), nir.I) or not isinstance(nodes.get("potential"),
+                                                                              nir.Output):
+            raise ExportError(f"{source}: no readout integrator (I node 'integrator' -> Output "
+                              f"'potential')")
+        r = np.asarray(nodes["integrator"].r, np.float64)
+        feeding = [a for a, b in edges if b == "integrator"]
+        if len(feeding) != 1 or not (r == 1).all():
+            raise ExportError(f"{source}: the readout integrator must have r = 1 and one input")
+        tail.append((feeding[0], "integrator"))
+        edges = [e for e in edges if e not in tail]
+        del nodes["integrator"], nodes["potential"]
+    succ = {}
+    for a, b in edges:
         if a in succ:
             raise ExportError(f"{source}: node {a!r} has several successors; expected a chain "
                               f"Input -> (Linear -> IF)... -> Output")
@@ -153,6 +204,8 @@ def _from_graph(graph, source: str) -> ExportedNet:
     if name is None or len(chain) % 2 or not chain or len(chain) + 2 != len(nodes):
         raise ExportError(f"{source}: expected Input -> (Linear -> IF)... -> Output, "
                           f"found {[type(nodes[k]).__name__ for k in chain]}")
+    if version >= 2 and feeding[0] != chain[-2]:
+        raise ExportError(f"{source}: the readout integrator is not fed by the last Linear")
     bits, thresholds = [], []
     for l in range(len(chain) // 2):
         lin, neuron = nodes[chain[2 * l]], nodes[chain[2 * l + 1]]
@@ -167,8 +220,8 @@ def _from_graph(graph, source: str) -> ExportedNet:
         if r.shape != (w.shape[0],) or v_th.shape != r.shape or v_reset.shape != r.shape:
             raise ExportError(f"{source}: layer {l} IF has shape {r.shape}, Linear has "
                               f"{w.shape[0]} outputs")
-        if not (r == 1).all() or not (v_reset == 0).all():
-            raise ExportError(f"{source}: layer {l} IF must have r = 1 and v_reset = 0")
+        if not (r == 1).all() or not (v_reset == reset).all():
+            raise ExportError(f"{source}: layer {l} IF must have r = 1 and v_reset = {reset:g}")
         theta = v_th + 0.5
         if not (np.isfinite(theta).all() and (theta == np.round(theta)).all()):
             raise ExportError(f"{source}: layer {l} v_threshold is not an integer minus 0.5")

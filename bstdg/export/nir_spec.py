@@ -1,0 +1,228 @@
+"""A plain numpy interpreter of NIR graphs, written from NIR's node definitions.
+
+Independent of bstdg's engine and of bstdg's own NIR reader (:mod:`.nir_format`): it takes
+whatever graph ``nir.read`` returns and runs it node by node, as the NIR documentation
+defines the nodes, time-stepped with the forward Euler method and ``dt = 1`` (one encoder
+time step is one unit of time). In each step ``t = 0..t_max-1`` every node, in topological
+order, receives the sum of its predecessors' outputs of the same step (NIR edges carry no
+delay) and computes:
+
+* ``Input``: the step's input (spike counts per input unit); ``Output``: records its input;
+* ``Linear``: ``y = W x``; ``Affine``: ``y = W x + b``; ``Scale``: ``y = s x``;
+  ``Flatten``: ``y = x``;
+* ``I`` (integrator): ``dv/dt = R I``, so ``v <- v + dt R I``; output ``v``;
+* ``LI``: ``tau dv/dt = (v_leak - v) + R I``, so ``v <- v + dt/tau ((v_leak - v) + R I)``;
+  output ``v``;
+* ``IF``: ``dv/dt = R I``, then ``z = [v > v_threshold]``, ``v <- v_reset`` where ``z``;
+  output ``z``; ``LIF``: the LI update, then the same threshold and reset.
+
+States start at 0 (``v_leak`` plays no part before the first step). Any other node type
+is refused with one line. The prediction is then read from two Output nodes named in the
+graph's metadata (``bstdg_readout``: the output spikes and the output potentials): the
+earliest step with an output spike decides; among the outputs spiking at that step the
+highest potential wins, equal potentials go to the lower index (a tie); with no output
+spike, every output is a candidate with its potential after the last step, and the
+decision time is ``t_max``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .model import ExportError
+
+SUPPORTED = ("Input", "Output", "Linear", "Affine", "Scale", "Flatten", "I", "LI", "IF", "LIF")
+
+
+@dataclass(frozen=True)
+class SpecRun:
+    prediction: np.ndarray  # int64 (B,)
+    tie: np.ndarray  # bool (B,)
+    time: np.ndarray  # int64 (B,): the decision step, t_max if no output spiked
+
+
+def _node_name(end, nodes: dict) -> str:
+    """An edge end: a node name, or ``node.port`` for a node with named ports."""
+    end = str(end)
+    return end if end in nodes else end.split(".")[0]
+
+
+def _order(nodes: dict, edges) -> tuple[list, dict]:
+    """Topological order of the node names and each node's predecessors (Kahn)."""
+    pred = {k: [] for k in nodes}
+    for a, b in edges:
+        a, b = _node_name(a, nodes), _node_name(b, nodes)
+        if a not in nodes or b not in nodes:
+            raise ExportError(f"NIR graph: edge {a!r} -> {b!r} names a missing node")
+        pred[b].append(a)
+    indegree = {k: len(v) for k, v in pred.items()}
+    succ = {k: [] for k in nodes}
+    for b, srcs in pred.items():
+        for a in srcs:
+            succ[a].append(b)
+    ready = [k for k in nodes if indegree[k] == 0]
+    order = []
+    while ready:
+        k = ready.pop(0)
+        order.append(k)
+        for b in succ[k]:
+            indegree[b] -= 1
+            if indegree[b] == 0:
+                ready.append(b)
+    if len(order) != len(nodes):
+        raise ExportError("NIR graph: has a cycle; this interpreter runs feed-forward graphs")
+    return order, pred
+
+
+def _param(node, name: str) -> np.ndarray:
+    return np.asarray(getattr(node, name), np.float64).reshape(-1)
+
+
+class Interpreter:
+    """Batch state of one graph; :meth:`step` advances every node by one time step."""
+
+    def __init__(self, graph):
+        self.nodes = dict(graph.nodes)
+        for name, node in self.nodes.items():
+            kind = type(node).__name__
+            if kind not in SUPPORTED:
+                raise ExportError(f"NIR graph: node {name!r} is a {kind}; this interpreter runs "
+                                  f"{', '.join(SUPPORTED)}")
+        self.order, self.pred = _order(self.nodes, graph.edges)
+        self.inputs = [k for k in self.order if type(self.nodes[k]).__name__ == "Input"]
+        if len(self.inputs) != 1:
+            raise ExportError(f"NIR graph: {len(self.inputs)} Input nodes; expected one")
+        self.state: dict = {}
+
+    def reset(self):
+        self.state = {}
+
+    def step(self, x: np.ndarray) -> dict:
+        """One step with input ``x`` ``(B, n_in)``; returns every node's output."""
+        out = {}
+        for name in self.order:
+            node = self.nodes[name]
+            kind = type(node).__name__
+            if kind == "Input":
+                out[name] = x
+                continue
+            srcs = self.pred[name]
+            if not srcs:
+                raise ExportError(f"NIR graph: node {name!r} has no input")
+            u = out[srcs[0]]
+            for s in srcs[1:]:
+                u = u + out[s]
+            out[name] = self._node(name, kind, node, u)
+        return out
+
+    def _node(self, name, kind, node, u):
+        if kind in ("Output", "Flatten"):
+            return u
+        if kind in ("Linear", "Affine"):
+            w = np.asarray(node.weight, np.float64)
+            active = np.flatnonzero(u.any(axis=0))  # zero inputs add nothing: skip them
+            y = u[:, active] @ w[:, active].T
+            return y + _param(node, "bias") if kind == "Affine" else y
+        if kind == "Scale":
+            return u * _param(node, "scale")
+        r = _param(node, "r")
+        v = self.state.get(name)
+        if v is None:
+            v = np.zeros((u.shape[0], u.shape[1]), np.float64)
+        if kind in ("I", "IF"):
+            v = v + r * u  # dt = 1
+        else:  # LI, LIF
+            tau, v_leak = _param(node, "tau"), _param(node, "v_leak")
+            v = v + (1.0 / tau) * ((v_leak - v) + r * u)
+        if kind in ("I", "LI"):
+            self.state[name] = v
+            return v
+        z = v > _param(node, "v_threshold")
+        v = np.where(z, _param(node, "v_reset"), v)
+        self.state[name] = v
+        return z.astype(np.float64)
+
+
+def readout_names(graph) -> tuple[str, str]:
+    """The Output nodes holding the output spikes and the output potentials."""
+    meta = dict(getattr(graph, "metadata", None) or {})
+    try:
+        readout = json.loads(meta["bstdg_readout"]) if isinstance(meta.get("bstdg_readout"), str) \
+            else dict(meta["bstdg_readout"])
+        spikes, potential = str(readout["spikes"]), str(readout["potential"])
+    except (KeyError, TypeError, ValueError):
+        raise ExportError("NIR graph: the metadata names no readout (bstdg_readout: the output "
+                          "spike and potential nodes); files of bstdg NIR format v1 have none, "
+                          "export again") from None
+    for name in (spikes, potential):
+        if type(graph.nodes.get(name)).__name__ != "Output":
+            raise ExportError(f"NIR graph: readout node {name!r} is not an Output node")
+    return spikes, potential
+
+
+def run_graph(graph, events, t_max: int, batch_size: int = 2048) -> SpecRun:
+    """Run ``events`` (a :class:`~bstdg.encoding.SpikeEvents`) through ``graph`` for
+    ``t_max`` steps, ``batch_size`` samples at a time, and apply the prediction rule."""
+    spikes_name, potential_name = readout_names(graph)
+    machine = Interpreter(graph)
+    n_in = int(np.prod(np.asarray(machine.nodes[machine.inputs[0]].input_type["input"])))
+    if events.n_units != n_in:
+        raise ExportError(f"the samples have {events.n_units} inputs, the NIR graph {n_in}")
+    times = np.asarray(events.times, np.int64)
+    if len(times) and (times.min() < 0 or times.max() >= t_max):
+        raise ExportError(f"the samples have spike times outside 0..{t_max - 1}")
+    parts = []
+    for start in range(0, len(events), batch_size):
+        stop = min(start + batch_size, len(events))
+        lo, hi = int(events.ptr[start]), int(events.ptr[stop])
+        owner = np.repeat(np.arange(stop - start), np.diff(events.ptr[start:stop + 1]))
+        t_ev, u_ev = times[lo:hi], np.asarray(events.units[lo:hi], np.int64)
+        order = np.argsort(t_ev, kind="stable")
+        owner, t_ev, u_ev = owner[order], t_ev[order], u_ev[order]
+        bounds = np.searchsorted(t_ev, np.arange(t_max + 1))
+        n = stop - start
+        machine.reset()
+        decided = np.full(n, t_max, np.int64)
+        cand = potential = None
+        for t in range(t_max):
+            x = np.zeros((n, n_in), np.float64)
+            np.add.at(x, (owner[bounds[t]:bounds[t + 1]], u_ev[bounds[t]:bounds[t + 1]]), 1.0)
+            out = machine.step(x)
+            z, v = out[spikes_name], out[potential_name]
+            if cand is None:
+                cand, potential = np.zeros(z.shape, bool), np.zeros(v.shape)
+            new = (decided == t_max) & (z > 0).any(axis=1)
+            decided[new] = t
+            cand[new], potential[new] = z[new] > 0, v[new]
+            if (decided < t_max).all():
+                break
+        silent = decided == t_max
+        cand[silent], potential[silent] = True, out[potential_name][silent]
+        score = np.where(cand, potential, -np.inf)
+        winners = score == score.max(axis=1, keepdims=True)
+        parts.append(SpecRun(winners.argmax(axis=1).astype(np.int64), winners.sum(axis=1) > 1,
+                             decided))
+    if not parts:
+        empty = np.zeros(0, np.int64)
+        return SpecRun(empty, empty.astype(bool), empty)
+    return SpecRun(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("prediction", "tie", "time")))
+
+
+def run_file(path, events, batch_size: int = 2048) -> SpecRun:
+    """Read a NIR file with ``nir.read`` and run it; ``t_max`` comes from its metadata."""
+    try:
+        import nir
+    except ImportError:
+        raise ExportError("the NIR interpreter needs the nir package (`pip install nir`)") from None
+    try:
+        graph = nir.read(Path(path))
+    except Exception as exc:  # noqa: BLE001 - h5py/nir raise many kinds for a damaged file
+        raise ExportError(f"{path}: cannot read the NIR file: {type(exc).__name__}: {exc}") from None
+    meta = dict(getattr(graph, "metadata", None) or {})
+    if "t_max" not in meta:
+        raise ExportError(f"{path}: the metadata has no t_max (the number of time steps)")
+    return run_graph(graph, events, int(meta["t_max"]), batch_size)
