@@ -469,8 +469,9 @@ def sweep_command(config=None, out=None, address=None, workers=None, resume: boo
     ``sweep.md``, ``sweep.png`` and ``best.toml`` and returns the ``sweep.json`` object."""
     from .harness.sweep import run_sweep
 
-    if out is None:
-        raise UsageError("--out SWEEP is required (see `bstdg sweep --help`)")
+    if out is None or (config is None and not resume):
+        raise UsageError(f"{'--out SWEEP' if out is None else '--config sweep.toml (unless --resume)'} is "
+                         f"required (see `bstdg sweep --help`)")
     return run_sweep(config, out, address, workers, resume, force, existing_data_dir(data_dir))
 
 
@@ -478,7 +479,7 @@ def add_sweep_parser(commands) -> None:
     p = commands.add_parser("sweep", help="many trainings (a space x seeds) on Ray Tune, chosen on "
                                           "held-out training samples (needs the sweep extra)")
     p.add_argument("--config", help="sweep.toml: training settings, n_val, seeds, search, [space] "
-                                     "(see README, Sweeps); with --resume: optional")
+                                     "(README, `bstdg sweep`); optional with --resume")
     p.add_argument("--out", help="sweep folder, e.g. runs/sweep")
     p.add_argument("--address", help="join a running Ray cluster: auto, ray://HOST:PORT or HOST:PORT "
                                       "(default: start a local Ray)")

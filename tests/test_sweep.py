@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import isolated  # noqa: F401 (autouse fixture)
 
 from bstdg.cli import main_cli
 from bstdg.config import load_config, train_settings
@@ -25,7 +26,6 @@ from bstdg.harness.sweep_output import best_toml, summarise
 from bstdg.harness.sweep_spec import parse_sweep
 from bstdg.harness.sweep_trial import TrialSetup, heldout_split, run_trial, subset
 from bstdg.train import Trainer, fit, initial_network
-from helpers import isolated  # noqa: F401 (autouse fixture)
 
 N_TRAIN, N_TEST, N_VAL = 120, 40, 40
 
@@ -271,7 +271,7 @@ def test_two_trial_sweep_writes_records_table_plot_and_best(swept):
     table = (out / "sweep.md").read_text()
     assert "| 1 | **theta_out=" in table and "± 0.00 %" in table and "2 of 2 trials finished" in table
     assert (out / "sweep.png").stat().st_size > 1000
-    dataset, config, _ = train_settings(None, out / "best.toml")
+    _, config, _ = train_settings(None, out / "best.toml")
     assert config.theta_out == best["params"]["theta_out"] and config.hidden == (12,) and config.t_max == 16
     # Every per-epoch report Ray kept for a trial: held-out figures only, the test figure last.
     for progress in (out / "ray").glob("trial_*/result.json"):
