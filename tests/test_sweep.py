@@ -269,7 +269,7 @@ def test_two_trial_sweep_writes_records_table_plot_and_best(swept):
     best = max(trials, key=lambda t: t["val_accuracy"])  # ties: the first point
     assert result["best"]["params"] == best["params"]
     table = (out / "sweep.md").read_text()
-    assert "| 1 | **theta_out=" in table and "± 0.00 %" in table and "2 of 2 trials finished" in table
+    assert "| 1 | **theta_out=" in table and "± 0.00 %" in table and "2 of 2 trials ended:" in table
     assert (out / "sweep.png").stat().st_size > 1000
     _, config, _ = train_settings(None, out / "best.toml")
     assert config.theta_out == best["params"]["theta_out"] and config.hidden == (12,) and config.t_max == 16
