@@ -23,7 +23,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[test,baselines,plot]'
+	$(PY) -m pip install -e '.[test,baselines,plot,sweep]'
 	touch $@
 
 # The HDL simulators of tests/test_hdl.py (the Verilog core in hardware/): installed with

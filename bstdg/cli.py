@@ -1,4 +1,4 @@
-"""Command line: ``bstdg train | eval | bench | export | compare | report | data``.
+"""Command line: ``bstdg train | eval | bench | export | compare | report | data | sweep``.
 
 The work is done by plain ``*_command`` functions (keyword arguments named like the options,
 printing as they go and returning what they computed), which tests and scripts call
@@ -474,6 +474,38 @@ def data_build_command(name: str, source=None, dest="datasets", channels: int = 
     return written
 
 
+# --- sweep (bstdg.harness.sweep; Ray is imported only when the command runs) -----------------
+
+
+def sweep_command(config=None, out=None, address=None, workers=None, resume: bool = False,
+                  force: bool = False, data_dir=None) -> dict:
+    """Train every point of the space of ``config`` (a sweep.toml) on every seed as Ray
+    Tune trials scored on held-out training samples; writes ``out/sweep.json``,
+    ``sweep.md``, ``sweep.png`` and ``best.toml`` and returns the ``sweep.json`` object."""
+    from .harness.sweep import run_sweep
+
+    if out is None or (config is None and not resume):
+        raise UsageError(f"{'--out SWEEP' if out is None else '--config sweep.toml (unless --resume)'} is "
+                         f"required (see `bstdg sweep --help`)")
+    return run_sweep(config, out, address, workers, resume, force, existing_data_dir(data_dir))
+
+
+def add_sweep_parser(commands) -> None:
+    p = commands.add_parser("sweep", help="many trainings (a space x seeds) on Ray Tune, chosen on "
+                                          "held-out training samples (needs the sweep extra)")
+    p.add_argument("--config", help="sweep.toml: training settings, n_val, seeds, search, [space] "
+                                     "(README, `bstdg sweep`); optional with --resume")
+    p.add_argument("--out", help="sweep folder, e.g. runs/sweep")
+    p.add_argument("--address", help="join a running Ray cluster: auto, ray://HOST:PORT or HOST:PORT "
+                                      "(default: start a local Ray)")
+    p.add_argument("--workers", type=positive(int), help="trials at once, one CPU each (default: all "
+                                                         "CPUs of this machine; on a cluster: no cap)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted sweep in --out")
+    p.add_argument("--force", action="store_true", help="replace the sweep already in --out")
+    p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
+    p.set_defaults(func=sweep_command)
+
+
 # --- parsing -----------------------------------------------------------------------------
 
 
@@ -595,6 +627,7 @@ def build_parser() -> Parser:
     p.add_argument("--limit", type=positive(int), help="convert only the first N recordings")
     p.add_argument("--data-dir", help="extra folder to search first for the recordings")
     p.set_defaults(func=data_build_command)
+    add_sweep_parser(commands)
     return parser
 
 
@@ -642,7 +675,7 @@ def main_cli(argv=None) -> int:
         if args.get("command") == "data":
             return fail("missing ACTION: list, fetch, verify or build (see `bstdg data --help`)",
                         EXIT_USAGE)
-        return fail("missing COMMAND: train, eval, bench, export, compare, report or data "
+        return fail("missing COMMAND: train, eval, bench, export, compare, report, data or sweep "
                     "(see `bstdg --help`)", EXIT_USAGE)
     args.pop("command", None)
     args.pop("action", None)
