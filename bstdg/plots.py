@@ -238,7 +238,8 @@ def accuracy_vs_time(rows: list, path, title: str = "", levels=(0.95, 0.97)) -> 
             ax.plot(x[chosen], y[chosen], "o", ms=11, mfc="none", mec=colour, mew=1.5)
     for level in levels:
         ax.axhline(level, color="gray", ls=":", lw=0.8)
-        ax.text(ax.get_xlim()[0], level, f" {100 * level:g} %", va="bottom", fontsize=7, color="gray")
+        ax.text(0.005, level, f"{100 * level:g} %", va="bottom", fontsize=7, color="gray",
+                transform=ax.get_yaxis_transform())  # x: axes fraction, y: accuracy
     if all(h.get("wall_s", 0) > 0 for r in rows for h in r.get("history", []) if h.get("wall_s") is not None):
         ax.set_xscale("log")
     ax.set_xlabel("cumulative training wall time (s)")

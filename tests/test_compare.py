@@ -372,3 +372,25 @@ def test_cuda_is_optional_and_refused_without_a_gpu(data_dir, capsys):
                      "--data-dir", str(data_dir)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "torch sees no CUDA GPU" in err[0]
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
+def test_lr_sweep_chooses_on_the_held_out_split_and_compare_reads_its_file(data_dir, tmp_path):
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bptt_lr_sweep.py"
+    spec = importlib.util.spec_from_file_location("bptt_lr_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    assert sweep.grid_points("bptt-binary", (0.01,), (5.0,)) == [{"lr": 0.01, "slope": 5.0, "lr_theta": 0.1}]
+    assert len(sweep.grid_points("bptt")) == 9 and len(sweep.grid_points("snntorch")) == 6
+    rows = [{"settings": {"lr": 1}, "val_accuracy": 0.5, "test_accuracy": 0.9},
+            {"settings": {"lr": 2}, "val_accuracy": 0.7, "test_accuracy": 0.1},
+            {"settings": {"lr": 3}, "val_accuracy": 0.7, "test_accuracy": 0.8}]
+    assert sweep.choose(rows) == {"lr": 2}  # held-out only, the first of equals
+    doc = sweep.main(["bptt"], [8], hidden=(8,), epochs=1, limit_train=None, limit_test=10, val=12,
+                     lrs=(1e-3, 1e-2), slopes=(5.0,), out=tmp_path / "sw", data_dir=data_dir,
+                     isolate=False, log=lambda *_: None)
+    assert len(doc["results"]) == 2 and all(r["n_val"] == 12 for r in doc["results"])
+    best = max(doc["results"], key=lambda r: r["val_accuracy"])
+    assert doc["settings"] == {"bptt": {"8": best["settings"]}}
+    assert C.settings_for(C.read_settings(tmp_path / "sw" / "bptt_settings.json"), "bptt", 8) == best["settings"]
