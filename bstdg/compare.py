@@ -120,6 +120,8 @@ def run_trainer(config: MethodRun, train_config: TrainConfig) -> dict:
         v = evaluate(model, val.events, val.labels).accuracy if val is not None else None
         wall = float(sum(config.meter.seconds))
         info.update(wall_s=wall, val_accuracy=v)
+        if v is not None:
+            print(f"  held-out accuracy {v:.4f}", flush=True)
         if stopping.update(info["epoch"], wall, v, info["test_accuracy"]):
             selected["net"] = model.copy()
         if stopping.stop:
