@@ -344,7 +344,9 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
 
 def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,bptt-binary",
                     time_steps="16,64,256", epochs: int = 1, limit_train=None, limit_test=None,
-                    hidden=(600,), data_dir=None, seed: int = 0, limit_train_for=None) -> dict:
+                    hidden=(600,), data_dir=None, seed: int = 0, limit_train_for=None,
+                    until_converged: bool = False, max_epochs=None, patience=None, budget_s=None,
+                    val=None, device: str = "cpu", bptt_settings=None) -> dict:
     """Train every method at every T (one fresh process each) and write ``out/compare.json``,
     ``out/compare.md`` and the plots (see :mod:`bstdg.compare`)."""
     from .compare import compare, parse_overrides
@@ -357,7 +359,9 @@ def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,b
             raise BstdgError(f"--time-steps: expected numbers like 16,64,256, got {time_steps!r}") from None
     writable_dir(out)
     summary = compare(dataset, methods, time_steps, epochs, limit_train, limit_test, tuple(hidden),
-                      out, existing_data_dir(data_dir), seed, parse_overrides(limit_train_for))
+                      out, existing_data_dir(data_dir), seed, parse_overrides(limit_train_for),
+                      until_converged=until_converged, max_epochs=max_epochs, patience=patience,
+                      budget_s=budget_s, val=val, device=device, bptt_settings=bptt_settings)
     from .report import compare_table, key_figure_lines
 
     print()
@@ -581,7 +585,7 @@ def build_parser() -> Parser:
     p.add_argument("--dataset", default="mnist", help="mnist or fashion-mnist (default mnist)")
     p.add_argument("--methods", default="bstdg,s4nn-rule,bptt,bptt-binary",
                    help="comma-separated, from bstdg, s4nn-rule, bstdg-s4nn, bstdg-adam, bptt, bptt-binary, "
-                        "quant-threshold, ann-convert (default bstdg,s4nn-rule,bptt,bptt-binary)")
+                        "snntorch, quant-threshold, ann-convert (default bstdg,s4nn-rule,bptt,bptt-binary)")
     p.add_argument("--time-steps", default="16,64,256", help="values of T (default 16,64,256)")
     p.add_argument("--epochs", type=positive(int), default=1)
     p.add_argument("--limit-train", type=positive(int), help="use the first N training samples")
@@ -592,6 +596,22 @@ def build_parser() -> Parser:
     p.add_argument("--hidden", type=hidden_sizes, default=(600,), help="hidden layer sizes (default 600)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
+    p.add_argument("--until-converged", action="store_true",
+                   help="train each run on the training set minus a held-out split until its held-out "
+                        "accuracy stops improving (--patience), --max-epochs or --budget-s; report the "
+                        "held-out-selected epoch (docs/baselines.md)")
+    p.add_argument("--max-epochs", type=positive(int), help="with --until-converged: at most N epochs (50)")
+    p.add_argument("--patience", type=positive(int),
+                   help="with --until-converged: stop after N epochs without a better held-out accuracy (3)")
+    p.add_argument("--budget-s", type=positive(float), metavar="S",
+                   help="stop a run once its training wall time reaches S seconds (marked budgeted)")
+    p.add_argument("--val", type=int, metavar="N",
+                   help="held-out training samples, a fixed split (seed 0) shared by every method "
+                        "(default with --until-converged: 5000 or a tenth of the training set; else 0)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"),
+                   help="where the torch methods train (default cpu; cuda needs a GPU torch can see)")
+    p.add_argument("--bptt-settings", metavar="FILE",
+                   help="hyper-parameters per method and T, as written by benchmarks/bptt_lr_sweep.py")
     p.set_defaults(func=compare_command)
 
     p = commands.add_parser("report", help="regenerate the plots and report.md / compare.md of a run")

@@ -210,3 +210,45 @@ def compare_vs_t(rows: list, path, n_epoch: int | None = None, title: str = "") 
         ax.legend(fontsize=8)
     fig.suptitle(title or "accuracy, time and memory against T")
     return _save(fig, path)
+
+
+def accuracy_vs_time(rows: list, path, title: str = "", levels=(0.95, 0.97)) -> Path:
+    """Test accuracy after each epoch against the cumulative training wall time (log
+    scale), one line per (method, T): colour per method, marker per T; the held-out-selected
+    epoch of each run is circled, ``levels`` are dotted lines."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    steps = sorted({r["t_max"] for r in rows})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    markers = "osD^v<>p*h"
+    for r in rows:
+        pts = [(h["wall_s"], h["test_accuracy"], h["epoch"]) for h in r.get("history", [])
+               if h.get("wall_s") is not None and h.get("test_accuracy") is not None]
+        if not pts:
+            continue
+        x, y, epochs = (np.asarray(v, float) for v in zip(*pts))
+        colour = colours[methods.index(r["method"]) % len(colours)]
+        marker = markers[steps.index(r["t_max"]) % len(markers)]
+        label = f"{r['method']}, T={r['t_max']}" + (" (budgeted)" if r.get("budgeted") else "")
+        ax.plot(x, y, marker=marker, color=colour, ms=4, lw=1.2, label=label,
+                ls="--" if r.get("budgeted") else "-")
+        chosen = epochs == r.get("selected_epoch")
+        if chosen.any():
+            ax.plot(x[chosen], y[chosen], "o", ms=11, mfc="none", mec=colour, mew=1.5)
+    for level in levels:
+        ax.axhline(level, color="gray", ls=":", lw=0.8)
+        ax.text(0.005, level, f"{100 * level:g} %", va="bottom", fontsize=7, color="gray",
+                transform=ax.get_yaxis_transform())  # x: axes fraction, y: accuracy
+    if all(h.get("wall_s", 0) > 0 for r in rows for h in r.get("history", []) if h.get("wall_s") is not None):
+        ax.set_xscale("log")
+    ax.set_xlabel("cumulative training wall time (s)")
+    ax.set_ylabel("test accuracy")
+    lo = min((h["test_accuracy"] for r in rows for h in r.get("history", [])
+              if h.get("test_accuracy") is not None), default=0.0)
+    ax.set_ylim(max(0.0, min(lo, 0.9) - 0.02), 1.0)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7, ncol=2 if len(rows) > 6 else 1, loc="lower right")
+    ax.set_title(title or "test accuracy against training wall time (circled: held-out-selected epoch)",
+                 fontsize=10)
+    return _save(fig, path)

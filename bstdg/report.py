@@ -110,6 +110,12 @@ def check_compare(summary: dict, path: Path) -> dict:
     _require(isinstance(summary.get("hidden", []), list), path, "'hidden' must be a list")
     _require(_is_number(summary.get("epoch_samples", 0)), path, "'epoch_samples' must be a number")
     for i, r in enumerate(runs):
+        history = r.get("history", [])
+        _require(isinstance(history, list) and all(
+            isinstance(h, dict) and all(_is_number(h.get(k)) for k in ("epoch", "test_accuracy"))
+            and all(h.get(k) is None or _is_number(h[k]) for k in ("wall_s", "val_accuracy"))
+            for h in history), path,
+            f"run {i}: 'history' must be a list of objects with a numeric 'epoch' and 'test_accuracy'")
         _require(isinstance(r.get("method"), str) and isinstance(r.get("run_dir"), str)
                  and isinstance(r.get("t_max"), int) and not isinstance(r.get("t_max"), bool), path,
                  f"run {i} needs a 'method', a 'run_dir' and an integer 't_max'")
@@ -311,6 +317,11 @@ def compare_report(run, data_dir=None, log=print) -> dict:
         rows, run / "compare_vs_T.png", summary.get("epoch_samples"),
         f"{summary.get('dataset', '')} {'-'.join(str(s) for s in [784, *summary.get('hidden', []), 10])}: "
         f"{summary.get('epochs', 1)} epoch(s)")}
+    timed = [r for r in rows if any(h.get("wall_s") is not None for h in r.get("history", []))]
+    if timed:
+        figures["test accuracy against training wall time"] = plots.accuracy_vs_time(
+            timed, run / "accuracy_vs_time.png",
+            f"{summary.get('dataset', '')}: test accuracy against cumulative training wall time")
     sub_reports = {}
     for t_max in summary["time_steps"]:
         decision, hidden = {}, {}
@@ -376,9 +387,60 @@ def compare_table(summary: dict) -> list:
     return lines
 
 
+def _seconds(s) -> str:
+    if s is None:
+        return "—"
+    return f"{s:,.0f} s" if s >= 100 else f"{s:.1f} s"
+
+
+def convergence_table(summary: dict) -> list:
+    """Per (method, T): how the run stopped, the held-out-selected epoch and accuracy, the
+    training wall time to 90 / 95 / 97 % test accuracy, the total training time, the time
+    per epoch and the peak training memory (from each run's history and
+    :func:`bstdg.methods.time_to_accuracy`)."""
+    from .methods import time_to_accuracy
+
+    levels = (0.90, 0.95, 0.97)
+    lines = ["| method | T | device | epochs trained | stopped by | selected epoch | held-out accuracy | "
+             "test accuracy (selected) | time to 90 % | time to 95 % | time to 97 % | total train time | "
+             "time / epoch | peak training memory |", "|---" * 14 + "|"]
+    for r in sorted(summary["runs"], key=lambda r: (r["t_max"], summary["methods"].index(r["method"])
+                                                     if r["method"] in summary["methods"] else 99)):
+        history = r.get("history") or []
+        tta = time_to_accuracy(history, levels)
+        val = r.get("selected_val_accuracy")
+        stopped = r.get("stopped_by") or "—"
+        if stopped == "budget":
+            stopped = "**budget** (not converged)"
+        elif stopped == "max_epochs":
+            stopped = "max epochs (not converged)" if summary.get("until_converged") else "fixed epochs"
+        total = history[-1].get("wall_s") if history else r.get("train_wall_s")
+        lines.append(
+            f"| {r['method']} | {r['t_max']} | {r.get('device', 'cpu')} | {len(history) or r.get('epochs', '?')} | "
+            f"{stopped} | {r.get('selected_epoch') or '—'} | "
+            f"{f'{100 * val:.2f} %' if val is not None else '—'} | {100 * r['test_accuracy']:.2f} % | "
+            + " | ".join(_seconds(tta[f"time_to_{round(100 * x)}"]) for x in levels)
+            + f" | {_seconds(total)} | {_seconds(r.get('train_s_per_epoch'))} | "
+            f"{r['peak_train_mib']:.1f} MiB" + (f" (GPU {r['gpu_peak_train_mib']:.0f} MiB)"
+                                                if r.get("gpu_peak_train_mib") is not None else "") + " |")
+    lines += ["", "Time to X %: cumulative training wall time (the meter's, evaluation excluded) up to the "
+                  "end of the first epoch whose test accuracy is at least X (— : never reached). Test "
+                  "accuracy (selected): the test accuracy of the epoch with the best held-out accuracy "
+                  "(the last epoch without a held-out split); the test split chooses nothing."]
+    return lines
+
+
 def key_figure_lines(summary: dict) -> list:
     lines = []
     for t_max, f in (summary.get("key_figures") or {}).items():
+        tta = f.get("time_to_accuracy") or {}
+        if tta:
+            lines.append(f"- T={t_max}: time to 95 % / 97 % test accuracy: " + "; ".join(
+                f"{m} {_seconds(x.get('time_to_95'))} / {_seconds(x.get('time_to_97'))} "
+                f"(best {100 * x['best_accuracy']:.2f} %{', budgeted' if x.get('budgeted') else ''})"
+                for m, x in tta.items()) + ".")
+        if "time_ratio" not in f:
+            continue
         times = ", ".join(f"{m} {x:.1f}×" for m, x in f["time_ratio"].items())
         if "cpu_time_ratio" in f:
             times += " (CPU time: " + ", ".join(f"{m} {x:.1f}×" for m, x in f["cpu_time_ratio"].items()) + ")"
@@ -387,7 +449,7 @@ def key_figure_lines(summary: dict) -> list:
         gap = f["accuracy_gap_points"]
         lines.append(f"- T={t_max}: BPTT time per epoch / BSTDG: {times}; BPTT peak training memory / "
                      f"BSTDG: {mem}; BSTDG accuracy {'+' if gap >= 0 else '−'}{abs(gap):.2f} points "
-                     f"vs the best BPTT variant ({f['best_bptt']}).")
+                     f"vs the best BPTT-trained method ({f['best_bptt']}).")
     return lines
 
 
@@ -396,7 +458,13 @@ def compare_markdown(summary: dict, figures: dict, sub_reports: dict, run: Path)
     lines = [f"# Comparison on {summary.get('dataset')} ({hidden})", "",
              f"Date {summary.get('date')}, machine: {summary.get('machine')}.", "",
              f"Command: `{summary.get('command')}`", "",
-             f"{summary.get('epochs')} epoch(s) per run; training samples: "
+             (f"Trained until converged: held-out split of {summary.get('n_val') or 0:,} "
+              f"training samples (fixed seed, the same for every method), stop after "
+              f"{summary.get('patience')} epochs without a better held-out accuracy, at most "
+              f"{summary.get('epochs')} epochs" + (f", training wall-time budget {summary['budget_s']:,.0f} s"
+                                                    if summary.get("budget_s") else "") + "; "
+              if summary.get("until_converged") else f"{summary.get('epochs')} epoch(s) per run; ")
+             + f"training samples: "
              f"{summary.get('limit_train') or 'all'} (runs marked * used fewer; their time per epoch "
              f"is extrapolated per sample); test samples: {summary.get('limit_test') or 'all'}. "
              f"Every (method, T) ran in a fresh process.", "",
@@ -404,7 +472,8 @@ def compare_markdown(summary: dict, figures: dict, sub_reports: dict, run: Path)
              f"(not the interpreter, libraries, the encoded dataset or evaluation). Inference "
              f"samples/s: BSTDG methods on the event-driven engine with early exit, BPTT methods "
              f"as torch time-stepped over all T steps.", "",
-             *compare_table(summary), ""]
+             *compare_table(summary), "",
+             "## Accuracy against training time", "", *convergence_table(summary), ""]
     key = key_figure_lines(summary)
     if key:
         lines += ["## Key figures", "", *key, ""]

@@ -198,3 +198,79 @@ def test_engine_and_trainer_modules_do_not_import_torch():
     code = ("import sys, bstdg.train, bstdg.evaluation, bstdg.engine.event, bstdg.compare, bstdg.report, "
             "bstdg.cli; sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+# --- the snnTorch baseline ------------------------------------------------------------------
+
+
+def snntorch_module():
+    pytest.importorskip("snntorch")
+    from bstdg.baselines import snntorch_baseline
+    return snntorch_baseline
+
+
+def test_snntorch_first_spikes_match_the_event_engine_on_an_equivalent_network():
+    """One layer, beta = 1 (no leak), no bias, ±1 weights, threshold theta - 1/2 (snnTorch
+    fires at V > thr, bstdg at V >= theta): every output's first spike, the potentials at the
+    decision step and the strict-rule decisions equal the event engine's."""
+    st = snntorch_module()
+    rng = np.random.default_rng(4)
+    t_max, sizes = 12, (30, 6)
+    bn = random_net(rng, sizes, t_max, max_threshold=1)
+    bn = type(bn)(bn.weights, (np.full(6, 3, np.int32),), t_max)
+    events = random_latency_events(rng, 40, 30, t_max)
+    cfg = st.SnnTorchConfig(hidden=(), t_max=t_max, threshold=2.5)
+    model = st.build(sizes, cfg)
+    with torch.no_grad():
+        model.fc[0].weight.copy_(torch.from_numpy(bn.weights[0].T.astype(np.float32)))
+        model.fc[0].bias.zero_()
+    ev = st.evaluate(model, events, np.zeros(40, np.int64), cfg)
+    r, d = engine(bn, events)
+    np.testing.assert_array_equal(ev["result"].times, r.times)
+    np.testing.assert_array_equal(ev["decision"].prediction, d.prediction)
+    np.testing.assert_array_equal(ev["decision"].tie, d.tie)
+    np.testing.assert_array_equal(ev["decision"].time, d.time)
+
+
+@pytest.mark.parametrize("loss", ["rate", "temporal"])
+def test_snntorch_readout_is_snntorchs_own_accuracy(loss):
+    st = snntorch_module()
+    import snntorch.functional as SF
+    rng = np.random.default_rng(0)
+    spk = torch.from_numpy((rng.random((9, 200, 5)) < 0.15).astype(np.float32))
+    labels = rng.integers(0, 5, 200)
+    pred, ties = st.readout(spk, loss)
+    own = (SF.accuracy_rate if loss == "rate" else SF.accuracy_temporal)(spk, torch.from_numpy(labels))
+    assert (pred == labels).mean() == pytest.approx(own)
+    score = spk.sum(0).numpy() if loss == "rate" else -bptt.spike_times(spk)
+    np.testing.assert_array_equal(ties, (score == score.max(1, keepdims=True)).sum(1) > 1)
+    assert ties.any()
+
+
+@pytest.mark.parametrize("loss", ["rate", "temporal"])
+def test_snntorch_training_steps_reduce_the_loss(loss):
+    st = snntorch_module()
+    rng = np.random.default_rng(0)
+    t_max, n_in = 8, 30
+    labels = np.arange(48) % 3
+    x = rng.uniform(0.0, 0.4, (48, n_in)) * (rng.random((48, n_in)) < 0.5)
+    for c in range(3):
+        x[labels == c, 10 * c:10 * c + 10] = rng.uniform(0.7, 1.0, ((labels == c).sum(), 10))
+    from bstdg.encoding import encode_latency, times_to_events
+    events = times_to_events(encode_latency(x, t_max), t_max)
+    cfg = st.SnnTorchConfig(hidden=(16,), t_max=t_max, lr=3e-2, loss=loss, batch_size=48)
+    trainer = st.Trainer(st.build((n_in, 16, 3), cfg), cfg)
+    losses = [trainer.step(events, labels)[0] for _ in range(25)]
+    assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
+    ev = st.evaluate(trainer.model, events, labels, cfg)
+    assert ev["test_accuracy"] > 0.6 and 0 <= ev["test_accuracy_first_spike"] <= 1
+
+
+def test_device_cuda_is_refused_without_a_gpu_and_cpu_is_the_default():
+    from bstdg.baselines import torch_device
+    assert torch_device().type == "cpu"
+    with pytest.raises(BstdgError, match="--device"):
+        torch_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BstdgError, match="no CUDA GPU"):
+            torch_device("cuda")

@@ -21,7 +21,13 @@ try:
     import torch  # noqa: F401
 except ImportError:
     HAVE_TORCH = False
-METHODS = ["bstdg", "s4nn-rule", "bstdg-s4nn", "bstdg-adam"] + (["bptt", "bptt-binary"] if HAVE_TORCH else [])
+try:
+    import snntorch  # noqa: F401
+    HAVE_SNNTORCH = HAVE_TORCH
+except ImportError:
+    HAVE_SNNTORCH = False
+METHODS = (["bstdg", "s4nn-rule", "bstdg-s4nn", "bstdg-adam"] + (["bptt", "bptt-binary"] if HAVE_TORCH else [])
+           + (["snntorch"] if HAVE_SNNTORCH else []))
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +189,208 @@ def test_registry_is_open_to_new_methods(data_dir, tmp_path):
         assert (tmp_path / "z" / "compare_vs_T.png").exists()
     finally:
         del C.METHODS["always-zero"]
+
+
+# --- held-out selection, early stopping, time to accuracy -----------------------------------
+
+
+def test_early_stopping_selects_on_the_held_out_accuracy_only():
+    """Patience counts epochs since the best held-out accuracy; the test accuracy (best at
+    epoch 4 here) never chooses."""
+    stop = C.EarlyStopping(max_epochs=10, patience=2)
+    val = [0.5, 0.7, 0.7, 0.6, 0.65]
+    test = [0.5, 0.6, 0.8, 0.9, 0.7]
+    kept = []
+    for e, (v, t) in enumerate(zip(val, test)):
+        kept.append(stop.update(e + 1, 10.0 * (e + 1), v, t))
+        if stop.stop:
+            break
+    assert kept == [True, True, False, False]  # a tie is not an improvement
+    assert stop.stopped_by == "converged" and len(stop.history) == 4  # stopped after epoch 4
+    assert stop.best == {"epoch": 2, "wall_s": 20.0, "val_accuracy": 0.7, "test_accuracy": 0.6}
+    assert stop.summary()["selected_epoch"] == 2 and not stop.summary()["budgeted"]
+    budget = C.EarlyStopping(max_epochs=10, patience=5, budget_s=25.0)
+    for e in range(1, 4):
+        budget.update(e, 10.0 * e, 0.1 * e, 0.1 * e)
+        if budget.stop:
+            break
+    assert budget.stopped_by == "budget" and e == 3 and budget.summary()["budgeted"]
+    fixed = C.EarlyStopping(max_epochs=2)  # no held-out split: the last epoch, max_epochs
+    assert fixed.update(1, 1.0, None, 0.9) and not fixed.stop
+    assert fixed.update(2, 2.0, None, 0.8) and fixed.stopped_by == "max_epochs"
+    assert fixed.best["epoch"] == 2
+    with pytest.raises(BstdgError, match="--patience"):
+        C.EarlyStopping(3, patience=0)
+
+
+def test_held_out_split_is_fixed_disjoint_and_independent_of_limit_and_method(data_dir):
+    from bstdg.methods import heldout_split, load_fit_val_test
+    fit_idx, val_idx = heldout_split(60, 12)
+    assert len(val_idx) == 12 and not set(fit_idx) & set(val_idx)
+    assert sorted(set(fit_idx) | set(val_idx)) == list(range(60))
+    np.testing.assert_array_equal(heldout_split(60, 12)[1], val_idx)  # the same every time
+    full = C.get_dataset("mnist").load("train", 8, data_dir)
+    splits = {}
+    for method, limit, seed in (("bstdg", None, 0), ("bptt", 20, 7)):
+        run = C.MethodRun(method, "mnist", 8, "x", (12,), 1, seed, limit, None, str(data_dir), val=12)
+        splits[method] = fit, val, test = load_fit_val_test(run)
+        np.testing.assert_array_equal(val.labels, full.labels[val_idx])
+        np.testing.assert_array_equal(val.events.ptr, full.events.take(val_idx).ptr)
+        np.testing.assert_array_equal(fit.labels, full.labels[fit_idx[:limit]])
+        assert len(test.labels) == 30
+    assert len(splits["bptt"][0].labels) == 20  # --limit-train keeps the first N of the rest
+    run = C.MethodRun("bstdg", "mnist", 8, "x", (12,), 1, 0, None, None, str(data_dir), val=None)
+    assert len(load_fit_val_test(run)[1].labels) == 6  # default: a tenth (5000 of MNIST's 60,000)
+    with pytest.raises(BstdgError, match="--val"):
+        load_fit_val_test(C.MethodRun("bstdg", "mnist", 8, "x", (12,), 1, 0, None, None, str(data_dir), val=60))
+
+
+UC_METHODS = ["bstdg"] + (["bptt"] if HAVE_TORCH else []) + (["snntorch"] if HAVE_SNNTORCH else [])
+
+
+@pytest.fixture(scope="module")
+def converged(data_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "uc"
+    C.compare("mnist", UC_METHODS, [8], hidden=(12,), out=out, data_dir=data_dir, isolate=False,
+              log=lambda *_: None, until_converged=True, max_epochs=4, patience=1, val=12)
+    return out
+
+
+def test_until_converged_stops_by_patience_and_reports_the_selected_epoch(converged):
+    summary = json.loads((converged / "compare.json").read_text())
+    assert summary["until_converged"] and summary["n_val"] == 12 and summary["patience"] == 1
+    for r in summary["runs"]:
+        h = r["history"]
+        assert r["n_train"] == 48 and r["n_val"] == 12 and r["epochs_trained"] == len(h)
+        assert all(set(C.HISTORY_KEYS) <= set(e) for e in h)
+        assert [e["epoch"] for e in h] == list(range(1, len(h) + 1))
+        assert all(b["wall_s"] > a["wall_s"] > 0 for a, b in zip(h, h[1:]))
+        assert h[-1]["wall_s"] == pytest.approx(r["train_wall_s"])
+        best = max(e["val_accuracy"] for e in h)
+        sel = h[r["selected_epoch"] - 1]
+        assert sel["val_accuracy"] == best == r["selected_val_accuracy"]
+        assert all(e["val_accuracy"] < best for e in h[:r["selected_epoch"] - 1])  # the first best
+        assert r["test_accuracy"] == pytest.approx(sel["test_accuracy"])  # the selected model is kept
+        assert r["stopped_by"] in ("converged", "max_epochs")
+        if r["stopped_by"] == "converged":
+            assert len(h) == r["selected_epoch"] + 1
+    assert any(r["stopped_by"] == "converged" for r in summary["runs"])
+    tta = summary["key_figures"]["8"]["time_to_accuracy"]
+    assert set(tta) == set(UC_METHODS)
+    md = (converged / "compare.md").read_text()
+    assert "## Accuracy against training time" in md and "](accuracy_vs_time.png)" in md
+    assert (converged / "accuracy_vs_time.png").stat().st_size > 5000
+
+
+def test_budget_stops_a_run_and_marks_it_budgeted(data_dir, tmp_path):
+    for method in UC_METHODS:
+        run = C.MethodRun(method, "mnist", 8, str(tmp_path / method), (8,), 5, 0, None, None, str(data_dir),
+                          val=12, patience=3, budget_s=1e-6)
+        r = C.run_one(run)
+        assert r["budgeted"] and r["stopped_by"] == "budget" and r["epochs_trained"] == 1, method
+        assert len(r["history"]) == 1 and r["history"][0]["wall_s"] == pytest.approx(r["train_wall_s"])
+
+
+def test_time_to_accuracy_from_a_hand_made_history():
+    from bstdg.methods import time_to_accuracy
+    from bstdg.report import convergence_table
+    history = [{"epoch": 1, "wall_s": 10.0, "val_accuracy": 0.85, "test_accuracy": 0.88},
+               {"epoch": 2, "wall_s": 25.0, "val_accuracy": 0.93, "test_accuracy": 0.951},
+               {"epoch": 3, "wall_s": 45.0, "val_accuracy": 0.96, "test_accuracy": 0.94},
+               {"epoch": 4, "wall_s": 70.0, "val_accuracy": 0.95, "test_accuracy": 0.97}]
+    assert time_to_accuracy(history) == {"time_to_90": 25.0, "time_to_95": 25.0, "time_to_97": 70.0}
+    assert time_to_accuracy(history[:3]) == {"time_to_90": 25.0, "time_to_95": 25.0, "time_to_97": None}
+    assert time_to_accuracy([]) == {"time_to_90": None, "time_to_95": None, "time_to_97": None}
+    run = dict(method="bptt", t_max=64, epoch_s=20.0, epoch_cpu_s=30.0, peak_train_mib=50.0,
+               test_accuracy=0.94, history=history, selected_epoch=3, selected_val_accuracy=0.96,
+               stopped_by="converged", budgeted=False, train_s_per_epoch=17.5)
+    ref = dict(run, method="bstdg", epoch_s=1.0, epoch_cpu_s=1.0, peak_train_mib=1.0, test_accuracy=0.97,
+               history=[dict(h, wall_s=h["wall_s"] / 10) for h in history], stopped_by="budget",
+               budgeted=True)
+    f = C.key_figures([ref, run])["64"]
+    assert f["time_to_accuracy"]["bptt"] == {"time_to_90": 25.0, "time_to_95": 25.0, "time_to_97": 70.0,
+                                             "best_accuracy": 0.94, "selected_epoch": 3,
+                                             "stopped_by": "converged", "budgeted": False}
+    assert f["time_to_accuracy"]["bstdg"]["time_to_97"] == 7.0 and f["time_to_accuracy"]["bstdg"]["budgeted"]
+    assert f["best_bptt"] == "bptt" and f["accuracy_gap_points"] == pytest.approx(3.0)
+    table = convergence_table({"runs": [run, ref], "methods": ["bstdg", "bptt"], "until_converged": True})
+    row = next(line for line in table if line.startswith("| bptt |"))
+    assert "| 4 | converged | 3 | 96.00 % | 94.00 % | 25.0 s | 25.0 s | 70.0 s | 70.0 s | 17.5 s |" in row
+    row = next(line for line in table if line.startswith("| bstdg |"))
+    assert "**budget** (not converged)" in row and "| 7.0 s | 7.0 s |" in row
+
+
+def test_settings_file_is_read_and_checked(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"settings": {"bptt": {"16": {"lr": 0.01}, "*": {"lr": 0.002}}}}))
+    settings = C.read_settings(path)
+    assert C.settings_for(settings, "bptt", 16) == {"lr": 0.01}
+    assert C.settings_for(settings, "bptt", 64) == {"lr": 0.002}
+    assert C.settings_for(settings, "bptt-binary", 64) is None
+    for bad, fragment in (({"settings": {"nope": {}}}, "unknown method nope"),
+                          ({"settings": {"bptt": {"x": {}}}}, "expected"), ([], "JSON object")):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(BstdgError, match=fragment):
+            C.read_settings(path)
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
+def test_settings_reach_the_bptt_run_and_unknown_ones_are_refused(data_dir, tmp_path):
+    from bstdg.baselines import apply_settings
+    from bstdg.baselines.bptt import FIXED, default_config
+    with pytest.raises(BstdgError, match="no setting lr_w"):
+        apply_settings(default_config(False), {"lr_w": 1.0}, FIXED)
+    with pytest.raises(BstdgError, match="no setting t_max"):
+        apply_settings(default_config(False), {"t_max": 4}, FIXED)
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps({"settings": {"bptt": {"8": {"lr": 0.02, "slope": 2.0}}}}))
+    C.compare("mnist", ["bptt"], [8], hidden=(12,), out=tmp_path / "s", data_dir=data_dir, isolate=False,
+              log=lambda *_: None, bptt_settings=path)
+    metrics = json.loads((tmp_path / "s" / "bptt-T8" / "metrics.json").read_text())
+    assert metrics["config"]["lr"] == 0.02 and metrics["config"]["slope"] == 2.0
+    assert metrics["run_config"]["settings"] == {"lr": 0.02, "slope": 2.0}
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["compare", "--methods", "quant-threshold", "--until-converged", "--out", "x"], "cannot select"),
+    (["compare", "--patience", "2", "--out", "x"], "need --until-converged"),
+    (["compare", "--until-converged", "--val", "-1", "--out", "x"], "--val"),
+    (["compare", "--bptt-settings", "nowhere.json", "--out", "x"], "nowhere.json"),
+])
+def test_until_converged_user_errors_are_one_line(argv, fragment, data_dir, capsys):
+    assert main_cli(argv + ["--data-dir", str(data_dir)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bstdg: error: ") and fragment in err[0], err
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
+def test_cuda_is_optional_and_refused_without_a_gpu(data_dir, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert main_cli(["compare", "--methods", "bptt", "--device", "cuda", "--out", "x",
+                     "--data-dir", str(data_dir)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "torch sees no CUDA GPU" in err[0]
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
+def test_lr_sweep_chooses_on_the_held_out_split_and_compare_reads_its_file(data_dir, tmp_path):
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bptt_lr_sweep.py"
+    spec = importlib.util.spec_from_file_location("bptt_lr_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    assert sweep.grid_points("bptt-binary", (0.01,), (5.0,)) == [{"lr": 0.01, "slope": 5.0, "lr_theta": 0.1}]
+    assert len(sweep.grid_points("bptt")) == 9 and len(sweep.grid_points("snntorch")) == 6
+    rows = [{"settings": {"lr": 1}, "val_accuracy": 0.5, "test_accuracy": 0.9},
+            {"settings": {"lr": 2}, "val_accuracy": 0.7, "test_accuracy": 0.1},
+            {"settings": {"lr": 3}, "val_accuracy": 0.7, "test_accuracy": 0.8}]
+    assert sweep.choose(rows) == {"lr": 2}  # held-out only, the first of equals
+    doc = sweep.main(["bptt"], [8], hidden=(8,), epochs=1, limit_train=None, limit_test=10, val=12,
+                     lrs=(1e-3, 1e-2), slopes=(5.0,), out=tmp_path / "sw", data_dir=data_dir,
+                     isolate=False, log=lambda *_: None)
+    assert len(doc["results"]) == 2 and all(r["n_val"] == 12 for r in doc["results"])
+    best = max(doc["results"], key=lambda r: r["val_accuracy"])
+    assert doc["settings"] == {"bptt": {"8": best["settings"]}}
+    assert C.settings_for(C.read_settings(tmp_path / "sw" / "bptt_settings.json"), "bptt", 8) == best["settings"]

@@ -125,27 +125,30 @@ class Net:
     """
 
     def __init__(self, weights, thresholds, binary: bool, slope: float = 5.0,
-                 train_theta: bool = False):
+                 train_theta: bool = False, device="cpu"):
         t = _torch()
         self.binary = binary
         self.slope = slope
-        self.weights = [t.tensor(np.asarray(w, np.float32), requires_grad=True) for w in weights]
-        self.thresholds = [t.tensor(np.asarray(th, np.float32), requires_grad=train_theta)
-                           for th in thresholds]
+        self.device = t.device(device)
+        self.weights = [t.tensor(np.asarray(w, np.float32), requires_grad=True, device=self.device)
+                        for w in weights]
+        self.thresholds = [t.tensor(np.asarray(th, np.float32), requires_grad=train_theta,
+                                    device=self.device) for th in thresholds]
 
     @classmethod
-    def from_snn(cls, snn, slope: float = 5.0, train_theta: bool = False) -> "Net":
+    def from_snn(cls, snn, slope: float = 5.0, train_theta: bool = False, device="cpu") -> "Net":
         """The binary variant starting from a :class:`~bstdg.network.BinarySNN`'s latent
         weights and thresholds (the BSTDG trainer's starting point)."""
         return cls([snn.weight(l) for l in range(snn.n_layers)],
-                   [snn.threshold(l) for l in range(snn.n_layers)], True, slope, train_theta)
+                   [snn.threshold(l) for l in range(snn.n_layers)], True, slope, train_theta, device)
 
     @classmethod
-    def gaussian(cls, sizes, rng: np.random.Generator, gain: float = 1.0, slope: float = 5.0) -> "Net":
+    def gaussian(cls, sizes, rng: np.random.Generator, gain: float = 1.0, slope: float = 5.0,
+                 device="cpu") -> "Net":
         """The real variant: weights ``N(0, gain^2 / n_in)``, thresholds fixed at 1."""
         return cls([rng.normal(0.0, gain / np.sqrt(a), (a, b)).astype(np.float32)
                     for a, b in zip(sizes[:-1], sizes[1:])],
-                   [np.ones(b, np.float32) for b in sizes[1:]], False, slope, False)
+                   [np.ones(b, np.float32) for b in sizes[1:]], False, slope, False, device)
 
     @property
     def sizes(self) -> tuple:
@@ -187,8 +190,8 @@ class Net:
         raise ValueError(f"unknown unroll {unroll!r}")
 
     def state(self) -> dict:
-        return {"weights": [w.detach().numpy().copy() for w in self.weights],
-                "thresholds": [th.detach().numpy().copy() for th in self.thresholds]}
+        return {"weights": [w.detach().cpu().numpy().copy() for w in self.weights],
+                "thresholds": [th.detach().cpu().numpy().copy() for th in self.thresholds]}
 
 
 def fire_once(v, theta, slope: float):
@@ -238,15 +241,15 @@ def forward_loop(x, layers, slope: float):
 # --- inputs, times, loss, decisions ---------------------------------------------------------
 
 
-def dense_input(events: SpikeEvents, t_max: int):
-    """The input spikes of a batch as a ``(T, B, n_in)`` float32 tensor of spike counts."""
+def dense_input(events: SpikeEvents, t_max: int, device="cpu"):
+    """The input spikes of a batch as a ``(T, B, n_in)`` float32 tensor of spike counts,
+    built on ``device`` (only the event lists travel there)."""
     t = _torch()
     n = len(events)
-    x = t.zeros((t_max, n, events.n_units), dtype=t.float32)
+    x = t.zeros((t_max, n, events.n_units), dtype=t.float32, device=device)
     owner = np.repeat(np.arange(n), np.diff(events.ptr))
-    index = (t.from_numpy(events.times.astype(np.int64)), t.from_numpy(owner.astype(np.int64)),
-             t.from_numpy(events.units.astype(np.int64)))
-    x.index_put_(index, t.ones(len(owner)), accumulate=True)
+    index = tuple(t.from_numpy(a.astype(np.int64)).to(device) for a in (events.times, owner, events.units))
+    x.index_put_(index, t.ones(len(owner), device=device), accumulate=True)
     return x
 
 
@@ -255,7 +258,7 @@ def soft_first_times(s):
     ``T - sum_t (T - t) s_t`` (``T`` when silent)."""
     t = _torch()
     n_steps = s.shape[0]
-    lead = t.arange(n_steps, 0, -1, dtype=s.dtype)  # T - t
+    lead = t.arange(n_steps, 0, -1, dtype=s.dtype, device=s.device)  # T - t
     return n_steps - t.einsum("t,tbn->bn", lead, s)
 
 
@@ -264,7 +267,7 @@ def spike_times(s) -> np.ndarray:
     t = _torch()
     fired = s > 0
     first = t.argmax(fired.to(t.uint8), 0)
-    return t.where(fired.any(0), first, s.shape[0]).numpy().astype(np.int32)
+    return t.where(fired.any(0), first, s.shape[0]).cpu().numpy().astype(np.int32)
 
 
 def order_key(values: np.ndarray) -> np.ndarray:
@@ -281,7 +284,8 @@ def decision_potentials(v_out, out_times: np.ndarray, binary: bool) -> np.ndarra
     t = _torch()
     n_steps, batch = v_out.shape[:2]
     step = np.minimum(out_times.min(axis=1), n_steps - 1)
-    pot = v_out.detach()[t.from_numpy(step.astype(np.int64)), t.arange(batch)].numpy()
+    pot = v_out.detach()[t.from_numpy(step.astype(np.int64)).to(v_out.device),
+                         t.arange(batch, device=v_out.device)].cpu().numpy()
     return np.rint(pot).astype(np.int64) if binary else order_key(pot)
 
 
@@ -297,18 +301,18 @@ def loss_function(s_out, labels, config: BPTTConfig, v_out=None, theta=None):
     t = _torch()
     n_steps = s_out.shape[0]
     times = soft_first_times(s_out)
-    labels = t.from_numpy(np.asarray(labels, np.int64))
+    labels = t.from_numpy(np.asarray(labels, np.int64)).to(s_out.device)
     extra = 0.0
     if config.potential:
         with t.no_grad():
             step = t.clamp(times.min(1).values.round().long(), max=n_steps - 1)
-        v_dec = v_out[step, t.arange(len(labels))]
+        v_dec = v_out[step, t.arange(len(labels), device=v_out.device)]
         extra = config.potential * t.nn.functional.cross_entropy(v_dec / theta.detach(), labels)
     if config.loss == "ce":
         return t.nn.functional.cross_entropy(-times / (config.tau * n_steps), labels) + extra
     with t.no_grad():
         m = max(1.0, config.margin * n_steps)
-        rows = t.arange(len(labels))
+        rows = t.arange(len(labels), device=times.device)
         wrong = t.ones_like(times, dtype=t.bool)
         wrong[rows, labels] = False
         t_min = times.min(1, keepdim=True).values
@@ -350,7 +354,7 @@ class Trainer:
     def step(self, batch: SpikeEvents, labels: np.ndarray) -> tuple[float, int]:
         """One mini-batch update; returns (loss, correct decisions before the update)."""
         cfg = self.config
-        x = dense_input(batch, cfg.t_max)
+        x = dense_input(batch, cfg.t_max, self.net.device)
         spikes, v_out = self.net.forward(x, cfg.unroll)
         loss = loss_function(spikes[-1], labels, cfg, v_out, self.net.effective()[-1][1])
         self.opt.zero_grad(set_to_none=True)
@@ -402,7 +406,7 @@ def evaluate(net: Net, events: SpikeEvents, labels: np.ndarray, t_max: int,
     with t.no_grad():
         for k in range(0, len(events), batch_size):
             batch = events.take(np.arange(k, min(k + batch_size, len(events))))
-            spikes, v_out = net.forward(dense_input(batch, t_max))
+            spikes, v_out = net.forward(dense_input(batch, t_max, net.device))
             r, d = forward_result(spikes, v_out, net.binary, t_max)
             results.append(r)
             decisions.append(d)
@@ -443,7 +447,7 @@ def init_threads() -> int:
 def clone(net: Net) -> Net:
     state = net.state()
     return Net(state["weights"], state["thresholds"], net.binary, net.slope,
-               any(th.requires_grad for th in net.thresholds))
+               any(th.requires_grad for th in net.thresholds), net.device)
 
 
 def to_snn(net: Net, t_max: int, meta: dict):
@@ -457,45 +461,60 @@ def to_snn(net: Net, t_max: int, meta: dict):
 
 
 def run_method(run, binary: bool) -> dict:
-    """``bptt`` / ``bptt-binary`` for :mod:`bstdg.compare` (``run`` is a ``RunConfig``)."""
+    """``bptt`` / ``bptt-binary`` for :mod:`bstdg.compare` (``run`` is a ``MethodRun``):
+    hyper-parameters from :func:`default_config` with ``run.settings`` over them, trained on
+    ``run.device``; after each epoch the run's :class:`~bstdg.methods.EarlyStopping` (the rule
+    the BSTDG methods apply through a ``fit`` hook) decides whether to go on and which
+    epoch's network is kept, evaluated and saved."""
     from pathlib import Path
 
-    from ..methods import load_splits, model_meta
+    from ..methods import load_fit_val_test, model_meta
     from ..evaluation import evaluate as evaluate_event
     from ..recipe import TrainConfig
     from ..runs import save_test_outputs
     from ..train import initial_network
+    from . import apply_settings, timed_epoch, torch_device
 
     n_threads = init_threads()
     t = _torch()
+    device = torch_device(run.device)
     t.manual_seed(run.seed)
-    cfg = default_config(binary, hidden=tuple(run.hidden), t_max=run.t_max, epochs=run.epochs,
-                         seed=run.seed)
-    train, test = load_splits(run)
+    cfg = apply_settings(default_config(binary, hidden=tuple(run.hidden), t_max=run.t_max,
+                                        epochs=run.epochs, seed=run.seed), run.settings, FIXED)
+    train, val, test = load_fit_val_test(run)
     out = Path(run.out)
     meta = model_meta(run.dataset, train)
     if binary:
         snn = initial_network(replace(TrainConfig(), optimizer="adam", hidden=cfg.hidden, t_max=cfg.t_max,
                                       seed=cfg.seed), train.events, train.n_classes, meta)
-        net = Net.from_snn(snn, cfg.slope, train_theta=cfg.lr_theta > 0)
+        net = Net.from_snn(snn, cfg.slope, train_theta=cfg.lr_theta > 0, device=device)
     else:
         sizes = (train.events.n_units, *cfg.hidden, train.n_classes)
-        net = Net.gaussian(sizes, np.random.default_rng(cfg.seed), 1.0, cfg.slope)
+        net = Net.gaussian(sizes, np.random.default_rng(cfg.seed), 1.0, cfg.slope, device)
     # One step on a throwaway copy first: torch's thread pools and first allocations are
     # then outside the measured epochs, as Numba's kernel loading is for BSTDG.
     Trainer(clone(net), cfg).step(train.events.take(np.arange(min(8, len(train.events)))), train.labels[:8])
     evaluate(clone(net), test.events.take(np.arange(min(8, len(test.events)))), test.labels[:8], cfg.t_max)
     trainer = Trainer(net, cfg)
-    history, batches = [], []
-    for _ in range(cfg.epochs):
-        with run.meter.training():
+    stopping = run.stopping()
+    history, batches, gpu_peaks = [], [], []
+    selected = None
+    while not stopping.stop:
+        with timed_epoch(run.meter, device, gpu_peaks):
             info = trainer.train_epoch(train.events, train.labels, log_every=50)
         batches += info.pop("batches")
-        ev, result, decision = evaluate(net, test.events, test.labels, cfg.t_max)
-        info.update(ev.test_metrics())
+        ev = evaluate(net, test.events, test.labels, cfg.t_max)[0]
+        v = evaluate(net, val.events, val.labels, cfg.t_max)[0].accuracy if val is not None else None
+        wall = float(sum(run.meter.seconds))
+        info.update(ev.test_metrics(), wall_s=wall, val_accuracy=v)
         history.append(info)
-        print(f"  epoch {info['epoch']}: loss {info['loss']:.4f}, test accuracy {ev.accuracy:.4f}, "
-              f"{info['train_samples_per_s']:,.0f} train samples/s", flush=True)
+        if stopping.update(info["epoch"], wall, v, ev.accuracy):
+            selected = clone(net)
+        print(f"  epoch {info['epoch']}: loss {info['loss']:.4f}, test accuracy {ev.accuracy:.4f}"
+              + (f", held-out {v:.4f}" if v is not None else "")
+              + f", {info['train_samples_per_s']:,.0f} train samples/s", flush=True)
+    net = selected
+    ev, result, decision = evaluate(net, test.events, test.labels, cfg.t_max)
     save_test_outputs(out, result, decision, test.labels, test.events.first_times(0, cfg.t_max),
                       cfg.t_max, net.sizes)
     extra = {}
@@ -508,12 +527,19 @@ def run_method(run, binary: bool) -> dict:
         state = net.state()
         save_npz(out / "model_real.npz", **{f"w{l}": w for l, w in enumerate(state["weights"])},
                  **{f"theta{l}": th for l, th in enumerate(state["thresholds"])})
+    if gpu_peaks:
+        extra["gpu_peak_train_mib"] = max(gpu_peaks)
     return {
         "dataset": run.dataset, **ev.test_metrics(),
         "train_accuracy_running": history[-1]["train_accuracy_running"],
         "epochs": cfg.epochs, "n_train": len(train.labels), "n_test": len(test.labels),
-        "sizes": list(net.sizes), "config": config_dict(cfg), "history": history,
-        "batches": batches, "torch_threads": n_threads,
+        "n_val": len(val.labels) if val is not None else 0,
+        "sizes": list(net.sizes), "config": config_dict(cfg), "history": history, **stopping.summary(),
+        "batches": batches, "torch_threads": n_threads, "device": str(device),
         "inference": f"torch, time-stepped over all {cfg.t_max} steps, batches of {eval_batch_size(cfg.t_max)}",
         **extra,
     }
+
+
+# What ``--bptt-settings`` may not set: the run decides them.
+FIXED = ("hidden", "t_max", "epochs", "seed", "binary")
