@@ -1,0 +1,321 @@
+"""The anytime rule through conv, pool and fc layers: per-sample SGD in one fused Numba loop.
+
+The layered counterpart of :func:`bstdg.online.anytime_samples` (derivation:
+``docs/learning.md``, "Convolutional networks"). For each sample:
+
+1. forward pass, every spike (:func:`bstdg.engine.conv.layered_sample`, no early exit);
+2. every conv/fc neuron's potential at the probe times ``T_j``, summed from the spike times of
+   its pre layer (fire-once ignored), and the output error ``e_k(T_j) = y_k - p_k(T_j)``
+   (:func:`bstdg.learning.anytime_output_error`);
+3. from the top, layer ``l`` (conv or fc) with errors ``e_h(T_j)`` (window included):
+
+   * error sent down through the signs the forward pass used, ``s_i(T_j) = sum_h e_h(T_j) b_hi``
+     (for conv, over the outputs whose receptive field holds ``i``); a conv/fc pre neuron
+     ``i`` gets ``e_i(T_j) = phi_i(T_j) s_i(T_j)`` with the window ``phi`` of its potential gap
+     at ``T_j`` (:func:`bstdg.learning.potential_window`); a pool output ``p`` passes
+     ``s_p(T_j)`` to one neuron of its window, the *winner* — the neuron whose spike it passed
+     on (earliest; first in the window on a tie) if it fired by ``T_j``, else the neuron
+     with the largest gap ``V - theta`` at ``T_j`` (the one closest to firing) — which gets
+     ``e(T_j) = phi(T_j) s_p(T_j)``;
+   * weights: ``Delta w = lr_l sum_{pre spike i, post h} sum_{j: T_j >= t_i} e_h(T_j) [t_i <= t_h]``
+     over the pairs the weight connects (``[t_i <= t_h]`` for hidden post neurons only; a conv
+     weight sums over every position it is shared by), clipped to ``[-1, 1]``, signs refreshed;
+     fc rows are stepped per pre spike, as :mod:`bstdg.online` does;
+   * thresholds (``learn_theta[l]``): ``Delta theta = -lr_theta sum_j e_h(T_j)``, summed over
+     the neurons sharing a latent threshold (a conv channel), clipped to ``>= 1``.
+
+Nothing is kept that grows with ``t_max``: per sample, ``len(probes)`` potentials and errors
+per neuron.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from .engine.conv import (CONV, G_CIN, G_COUT, G_HOUT, G_K, G_KIND, G_P, G_S, G_WIN, G_WOFF, G_WOUT, POOL,
+                          layered_sample, max_positions)
+from .learning import anytime_output_error, potential_window, probe_bucket
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _fanout(u, g, pos, wro):
+    """The conv outputs pre unit ``u`` (channel-last) reaches: output positions in ``pos``,
+    the offsets of the matching ``C_out`` weight rows in ``wro``. Returns their number."""
+    cin, win, cout, hout, wout = g[G_CIN], g[G_WIN], g[G_COUT], g[G_HOUT], g[G_WOUT]
+    k, st, pad, woff = g[G_K], g[G_S], g[G_P], g[G_WOFF]
+    pp = u // cin
+    ci = u - pp * cin
+    y = pp // win
+    x = pp - y * win
+    n = 0
+    for ky in range(k):
+        a = y + pad - ky
+        if a < 0:
+            break
+        oy = a // st
+        if oy * st != a or oy >= hout:
+            continue
+        for kx in range(k):
+            b = x + pad - kx
+            if b < 0:
+                break
+            ox = b // st
+            if ox * st != b or ox >= wout:
+                continue
+            pos[n] = oy * wout + ox
+            wro[n] = woff + ((ci * k + ky) * k + kx) * cout
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
+def _probe_potentials(pt, pu, l, geom, n_off, W, probes, Vp, pos, wro):
+    """``Vp[j, o_l + h]``: potential of neuron ``h`` of layer ``l`` at probe ``j`` from its
+    pre spikes ``(pt, pu)``: the sum of the binary weights of those arrived by ``T_j``."""
+    m = len(probes)
+    g = geom[l]
+    o, n = n_off[l], n_off[l + 1] - n_off[l]
+    Vp[:, o:o + n] = 0
+    cout = g[G_COUT]
+    for e in range(len(pt)):
+        c = probe_bucket(pt[e], probes)
+        if c >= m:
+            continue
+        Vc = Vp[c, o:o + n]
+        if g[G_KIND] == CONV:
+            nf = _fanout(pu[e], g, pos, wro)
+            for f in range(nf):
+                Vq = Vc[pos[f] * cout:(pos[f] + 1) * cout]
+                Wq = W[wro[f]:wro[f] + cout]
+                for q in range(cout):
+                    Vq[q] += Wq[q]
+        else:
+            row = g[G_WOFF] + pu[e] * n
+            Wr = W[row:row + n]
+            for h in range(n):
+                Vc[h] += Wr[h]
+    for j in range(1, m):
+        for h in range(o, o + n):
+            Vp[j, h] += Vp[j - 1, h]
+
+
+@numba.njit(cache=True, nogil=True)
+def _sent_down(l, i, j, geom, n_off, W, E, pos, wro):
+    """``s_i(T_j) = sum_h E[j, o_l + h] b_hi``: the error of layer ``l`` at probe ``j`` sent to
+    its pre unit ``i`` through the binary weights."""
+    g = geom[l]
+    o, n = n_off[l], n_off[l + 1] - n_off[l]
+    acc = 0.0
+    if g[G_KIND] == CONV:
+        cout = g[G_COUT]
+        nf = _fanout(i, g, pos, wro)
+        for f in range(nf):
+            base = o + pos[f] * cout
+            for q in range(cout):
+                acc += E[j, base + q] * W[wro[f] + q]
+    else:
+        row = g[G_WOFF] + i * n
+        for h in range(n):
+            acc += E[j, o + h] * W[row + h]
+    return acc
+
+
+@numba.njit(cache=True, nogil=True)
+def _pool_winner(p, j, lc, geom, n_off, times, Vp, theta_neuron, probes):
+    """The neuron of layer ``lc`` (below pool layer ``lc + 1``) that pool output ``p``'s error
+    goes to at probe ``j`` (module docstring)."""
+    gp = geom[lc + 1]
+    c_n, win, wout, size = gp[G_CIN], gp[G_WIN], gp[G_WOUT], gp[G_K]
+    oc = n_off[lc]
+    pp = p // c_n
+    c = p - pp * c_n
+    py = pp // wout
+    px = pp - py * wout
+    tp = times[n_off[lc + 1] + p]
+    best, best_gap = -1, 0
+    for dy in range(size):
+        for dx in range(size):
+            h = ((py * size + dy) * win + px * size + dx) * c_n + c
+            if tp <= probes[j]:
+                if times[oc + h] == tp:
+                    return h
+            else:
+                gap = Vp[j, oc + h] - theta_neuron[oc + h]
+                if best < 0 or gap > best_gap:
+                    best, best_gap = h, gap
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, w_bin, geom, n_off, theta,
+                            theta_int, theta_neuron, tmap, t_max, probes, lr_w, lr_theta, learn_theta, beta,
+                            window, out_times, decision_potential):
+    """Train with the anytime rule on samples ``order`` one after the other (module
+    docstring), updating ``w``, ``w_bin`` (int8 signs), ``theta`` (latent), ``theta_int``
+    (its ceiling) and ``theta_neuron`` (per-neuron integer thresholds, via ``tmap``) in place.
+    ``lr_w``, ``learn_theta``: one entry per layer. ``out_times``/``decision_potential``
+    ``(len(order), n_out)`` get each sample's outputs before its update. Returns the summed
+    loss (before the updates)."""
+    n_layers = geom.shape[0]
+    top = n_layers - 1
+    N = n_off[n_layers]
+    m = len(probes)
+    # forward scratch
+    V = np.empty(N, np.int32)
+    fired = np.empty(N, np.int32)
+    n_pos = max_positions(geom)
+    stamp = np.empty(n_pos, np.int64)
+    touched = np.empty(n_pos, np.int32)
+    max_ev = 1
+    for b in range(len(ev_ptr) - 1):
+        max_ev = max(max_ev, ev_ptr[b + 1] - ev_ptr[b])
+    src = np.empty(max_ev, np.int32)
+    times = np.empty(N, np.int32)
+    spikes = np.empty(n_layers, np.int64)
+    potential = np.empty(n_off[n_layers] - n_off[top], np.int32)
+    # learning scratch
+    Vp = np.zeros((m, N), np.int32)
+    E = np.zeros((m, N))
+    pt = np.empty(max(N, max_ev), np.int32)  # pre spikes of one layer
+    pu = np.empty(max(N, max_ev), np.int32)
+    pos = np.empty(64 * 64, np.int64)
+    wro = np.empty(64 * 64, np.int64)
+    gbuf = np.zeros(len(w))  # conv weight gradients (shared weights: summed, then one step)
+    gth = np.zeros(len(theta))
+    a = np.empty(N, np.float32)
+    total = 0.0
+    for q in range(len(order)):
+        s = order[q]
+        lo, hi = ev_ptr[s], ev_ptr[s + 1]
+        layered_sample(ev_times, ev_units, lo, hi, perm, w_bin, geom, theta_neuron, n_off, t_max, False, V, fired,
+                       stamp, touched, src, times, out_times[q], potential, spikes)
+        decision_potential[q] = potential
+        # probe potentials of every conv/fc layer
+        for l in range(n_layers):
+            if geom[l, G_KIND] == POOL:
+                continue
+            n_pre = _pre_spikes(l, ev_times, ev_units, lo, hi, perm, times, n_off, t_max, pt, pu)
+            _probe_potentials(pt[:n_pre], pu[:n_pre], l, geom, n_off, w_bin, probes, Vp, pos, wro)
+        o_top = n_off[top]
+        n_out = N - o_top
+        E[:, o_top:] = 0.0
+        total += anytime_output_error(Vp[:, o_top:], theta_neuron[o_top:], labels[s], beta, E[:, o_top:])
+        l = top
+        while l >= 0:
+            g = geom[l]
+            o, n = n_off[l], n_off[l + 1] - n_off[l]
+            nz = False
+            for j in range(m):
+                for h in range(o, o + n):
+                    if E[j, h] != 0.0:
+                        nz = True
+                        break
+                if nz:
+                    break
+            if not nz:
+                break  # nothing to learn here, nor below
+            # (a) error for the layer below, through the forward signs, times the window
+            below = -1
+            if l > 0:
+                lp = l - 1
+                if geom[lp, G_KIND] == POOL:
+                    below = lp - 1
+                    if below >= 0:
+                        ob = n_off[below]
+                        E[:, ob:n_off[below + 1]] = 0.0
+                        for p in range(n_off[lp + 1] - n_off[lp]):
+                            for j in range(m):
+                                h = _pool_winner(p, j, below, geom, n_off, times, Vp, theta_neuron, probes)
+                                f = potential_window(Vp[j, ob + h], theta_neuron[ob + h],
+                                                     times[ob + h] <= probes[j], window)
+                                if f != 0.0:
+                                    E[j, ob + h] = f * _sent_down(l, p, j, geom, n_off, w_bin, E, pos, wro)
+                else:
+                    below = lp
+                    ob = n_off[lp]
+                    for i in range(n_off[lp + 1] - ob):
+                        for j in range(m):
+                            f = potential_window(Vp[j, ob + i], theta_neuron[ob + i], times[ob + i] <= probes[j],
+                                                 window)
+                            E[j, ob + i] = f * _sent_down(l, i, j, geom, n_off, w_bin, E, pos, wro) \
+                                if f != 0.0 else 0.0
+            # (b) a pre spike in probe bucket c counts at probes c..m-1: suffix sums
+            for j in range(m - 2, -1, -1):
+                for h in range(o, o + n):
+                    E[j, h] += E[j + 1, h]
+            # (c) weights
+            n_pre = _pre_spikes(l, ev_times, ev_units, lo, hi, perm, times, n_off, t_max, pt, pu)
+            causal = l < top
+            lr = np.float32(lr_w[l])
+            if g[G_KIND] == CONV:
+                cout, woff = g[G_COUT], g[G_WOFF]
+                nw = g[G_CIN] * g[G_K] * g[G_K] * cout
+                gbuf[:nw] = 0.0
+                for e in range(n_pre):
+                    c = probe_bucket(pt[e], probes)
+                    if c >= m:
+                        continue
+                    nf = _fanout(pu[e], g, pos, wro)
+                    for f in range(nf):
+                        base = o + pos[f] * cout
+                        r = wro[f] - woff
+                        for k in range(cout):
+                            if pt[e] <= times[base + k]:
+                                gbuf[r + k] += E[c, base + k]
+                for r in range(nw):
+                    if gbuf[r] != 0.0:
+                        v = min(max(w[woff + r] + lr * np.float32(gbuf[r]), np.float32(-1.0)), np.float32(1.0))
+                        w[woff + r] = v
+                        w_bin[woff + r] = 1 if v >= 0 else -1
+            else:
+                c_prev = -1
+                for e in range(n_pre):
+                    c = probe_bucket(pt[e], probes)
+                    if c >= m:
+                        continue
+                    if c != c_prev:
+                        c_prev = c
+                        for h in range(n):
+                            a[h] = lr_w[l] * E[c, o + h]
+                    row = g[G_WOFF] + pu[e] * n
+                    for h in range(n):
+                        if a[h] != 0.0 and (not causal or pt[e] <= times[o + h]):
+                            v = min(max(w[row + h] + a[h], np.float32(-1.0)), np.float32(1.0))
+                            w[row + h] = v
+                            w_bin[row + h] = 1 if v >= 0 else -1
+            # (d) thresholds: the sum over all probes, summed per latent threshold
+            if learn_theta[l]:
+                t0, t1 = tmap[o], tmap[o + n - 1] + 1  # the layer's latent thresholds
+                for u in range(t0, t1):
+                    gth[u] = 0.0
+                for h in range(n):
+                    gth[tmap[o + h]] += E[0, o + h]
+                for u in range(t0, t1):
+                    if gth[u] != 0.0:
+                        theta[u] = max(theta[u] - lr_theta * gth[u], 1.0)
+                        theta_int[u] = max(np.int32(np.ceil(theta[u] - np.float32(1e-4))), 1)
+                for h in range(n):
+                    theta_neuron[o + h] = theta_int[tmap[o + h]]
+            l = below
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _pre_spikes(l, ev_times, ev_units, lo, hi, perm, times, n_off, t_max, pt, pu):
+    """The pre spikes of layer ``l`` into ``pt``/``pu`` (times, engine unit indices): the
+    sample's input events for ``l == 0``, else layer ``l - 1``'s spikes. Returns their number."""
+    n = 0
+    if l == 0:
+        for e in range(lo, hi):
+            pt[n] = ev_times[e]
+            pu[n] = perm[ev_units[e]]
+            n += 1
+        return n
+    o = n_off[l - 1]
+    for i in range(n_off[l] - o):
+        if times[o + i] < t_max:
+            pt[n] = times[o + i]
+            pu[n] = i
+            n += 1
+    return n
