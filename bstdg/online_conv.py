@@ -100,51 +100,101 @@ def _probe_potentials(pt, pu, l, geom, n_off, W, probes, Vp, pos, wro):
             Vp[j, h] += Vp[j - 1, h]
 
 
-@numba.njit(cache=True, nogil=True)
-def _sent_down(l, i, j, geom, n_off, W, E, pos, wro):
-    """``s_i(T_j) = sum_h E[j, o_l + h] b_hi``: the error of layer ``l`` at probe ``j`` sent to
-    its pre unit ``i`` through the binary weights."""
-    g = geom[l]
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _fc_sent(l, geom, n_off, Wf, E):
+    """``S[j, i] = sum_h E[j, o_l + h] b_hi`` for every pre unit ``i`` of fc layer ``l`` at once
+    (``Wf``: the signs as float64; contiguous dot products, vectorised under fastmath)."""
     o, n = n_off[l], n_off[l + 1] - n_off[l]
+    m = E.shape[0]
+    woff = geom[l, G_WOFF]
+    n_pre = ((geom[l + 1, G_WOFF] if l + 1 < geom.shape[0] else len(Wf)) - woff) // n
+    Ec = np.ascontiguousarray(E[:, o:o + n])
+    S = np.empty((m, n_pre))
+    for i in range(n_pre):
+        B = Wf[woff + i * n:woff + (i + 1) * n]
+        for j in range(m):
+            Ej = Ec[j]
+            acc = 0.0
+            for h in range(n):
+                acc += Ej[h] * B[h]
+            S[j, i] = acc
+    return S
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _conv_sent(o, cout, j, W, E, pos, wro, nf):
+    """``s_i(T_j)`` through a conv layer at neuron offset ``o``: the sum over the ``nf`` outputs
+    in ``pos``/``wro`` that pre unit ``i`` reaches (:func:`_fanout`), ``cout`` channels each."""
     acc = 0.0
-    if g[G_KIND] == CONV:
-        cout = g[G_COUT]
-        nf = _fanout(i, g, pos, wro)
-        for f in range(nf):
-            base = o + pos[f] * cout
-            for q in range(cout):
-                acc += E[j, base + q] * W[wro[f] + q]
-    else:
-        row = g[G_WOFF] + i * n
-        for h in range(n):
-            acc += E[j, o + h] * W[row + h]
+    for f in range(nf):
+        base = o + pos[f] * cout
+        for q in range(cout):
+            acc += E[j, base + q] * W[wro[f] + q]
     return acc
 
 
-@numba.njit(cache=True, nogil=True)
-def _pool_winner(p, j, lc, geom, n_off, times, Vp, theta_neuron, probes):
-    """The neuron of layer ``lc`` (below pool layer ``lc + 1``) that pool output ``p``'s error
-    goes to at probe ``j`` (module docstring)."""
-    gp = geom[lc + 1]
-    c_n, win, wout, size = gp[G_CIN], gp[G_WIN], gp[G_WOUT], gp[G_K]
-    oc = n_off[lc]
-    pp = p // c_n
-    c = p - pp * c_n
-    py = pp // wout
-    px = pp - py * wout
-    tp = times[n_off[lc + 1] + p]
-    best, best_gap = -1, 0
-    for dy in range(size):
-        for dx in range(size):
-            h = ((py * size + dy) * win + px * size + dx) * c_n + c
-            if tp <= probes[j]:
-                if times[oc + h] == tp:
-                    return h
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _direct_down(l, lp, geom, n_off, times, Vp, theta_neuron, probes, window, W, E, S, pos, wro, fw):
+    """``E[j, i] = phi_i(T_j) s_i(T_j)`` for every neuron ``i`` of conv/fc layer ``lp = l - 1``."""
+    ob, m = n_off[lp], len(probes)
+    conv, o, cout = geom[l, G_KIND] == CONV, n_off[l], geom[l, G_COUT]
+    for i in range(n_off[lp + 1] - ob):
+        any_f = False
+        for j in range(m):
+            fw[j] = potential_window(Vp[j, ob + i], theta_neuron[ob + i], times[ob + i] <= probes[j], window)
+            any_f = any_f or fw[j] != 0.0
+        nf = _fanout(i, geom[l], pos, wro) if conv and any_f else 0
+        for j in range(m):
+            if fw[j] == 0.0:
+                E[j, ob + i] = 0.0
             else:
-                gap = Vp[j, oc + h] - theta_neuron[oc + h]
-                if best < 0 or gap > best_gap:
-                    best, best_gap = h, gap
-    return best
+                E[j, ob + i] = fw[j] * (_conv_sent(o, cout, j, W, E, pos, wro, nf) if conv else S[j, i])
+
+
+@numba.njit(cache=True, nogil=True, fastmath=True)
+def _route_pool(l, lc, geom, n_off, times, Vp, theta_neuron, probes, window, W, E, S, pos, wro, hw, fw):
+    """Layer ``l`` reads pool layer ``lc + 1``, which pools layer ``lc``: each pool output's
+    sent-down error goes to its window's winner at each probe (module docstring), times the
+    winner's window factor; every other neuron of layer ``lc`` gets no error."""
+    gp = geom[lc + 1]
+    c_n, win, hout, wout, size = gp[G_CIN], gp[G_WIN], gp[G_HOUT], gp[G_WOUT], gp[G_K]
+    oc, op, m = n_off[lc], n_off[lc + 1], len(probes)
+    conv, o, cout = geom[l, G_KIND] == CONV, n_off[l], geom[l, G_COUT]
+    E[:, oc:op] = 0.0
+    for py in range(hout):
+        for px in range(wout):
+            for c in range(c_n):
+                p = (py * wout + px) * c_n + c
+                tp = times[op + p]
+                first = -1  # the window's earliest spike (first in scan order)
+                if tp <= probes[m - 1]:  # it fired by some probe
+                    for dy in range(size):
+                        for dx in range(size):
+                            h = ((py * size + dy) * win + px * size + dx) * c_n + c
+                            if first < 0 and times[oc + h] == tp:
+                                first = h
+                any_f = False
+                for j in range(m):
+                    if first >= 0 and tp <= probes[j]:
+                        best = first
+                    else:  # nobody fired by T_j: the neuron closest to its threshold
+                        best, best_gap = -1, 0
+                        for dy in range(size):
+                            for dx in range(size):
+                                h = ((py * size + dy) * win + px * size + dx) * c_n + c
+                                gap = Vp[j, oc + h] - theta_neuron[oc + h]
+                                if best < 0 or gap > best_gap:
+                                    best, best_gap = h, gap
+                    hw[j] = best
+                    fw[j] = potential_window(Vp[j, oc + best], theta_neuron[oc + best],
+                                             times[oc + best] <= probes[j], window)
+                    any_f = any_f or fw[j] != 0.0
+                if not any_f:
+                    continue
+                nf = _fanout(p, geom[l], pos, wro) if conv else 0
+                for j in range(m):
+                    if fw[j] != 0.0:
+                        E[j, oc + hw[j]] = fw[j] * (_conv_sent(o, cout, j, W, E, pos, wro, nf) if conv else S[j, p])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -154,7 +204,8 @@ def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, 
     """Train with the anytime rule on samples ``order`` one after the other (module
     docstring), updating ``w``, ``w_bin`` (int8 signs), ``theta`` (latent), ``theta_int``
     (its ceiling) and ``theta_neuron`` (per-neuron integer thresholds, via ``tmap``) in place.
-    ``lr_w``, ``learn_theta``: one entry per layer. ``out_times``/``decision_potential``
+    ``lr_w``, ``learn_theta``, ``window`` (the half-width of ``phi`` for the neurons of that
+    layer): one entry per layer. ``out_times``/``decision_potential``
     ``(len(order), n_out)`` get each sample's outputs before its update. Returns the summed
     loss (before the updates)."""
     n_layers = geom.shape[0]
@@ -184,6 +235,10 @@ def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, 
     gbuf = np.zeros(len(w))  # conv weight gradients (shared weights: summed, then one step)
     gth = np.zeros(len(theta))
     a = np.empty(N, np.float32)
+    Wf = w_bin.astype(np.float64)  # the signs as floats, for the fc error products
+    S0 = np.zeros((m, 1))
+    hw = np.empty(m, np.int64)  # per probe: a pool window's winner, and its window factor
+    fw = np.empty(m)
     total = 0.0
     for q in range(len(order)):
         s = order[q]
@@ -218,28 +273,17 @@ def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, 
             # (a) error for the layer below, through the forward signs, times the window
             below = -1
             if l > 0:
+                S = _fc_sent(l, geom, n_off, Wf, E) if g[G_KIND] != CONV else S0
                 lp = l - 1
                 if geom[lp, G_KIND] == POOL:
                     below = lp - 1
                     if below >= 0:
-                        ob = n_off[below]
-                        E[:, ob:n_off[below + 1]] = 0.0
-                        for p in range(n_off[lp + 1] - n_off[lp]):
-                            for j in range(m):
-                                h = _pool_winner(p, j, below, geom, n_off, times, Vp, theta_neuron, probes)
-                                f = potential_window(Vp[j, ob + h], theta_neuron[ob + h],
-                                                     times[ob + h] <= probes[j], window)
-                                if f != 0.0:
-                                    E[j, ob + h] = f * _sent_down(l, p, j, geom, n_off, w_bin, E, pos, wro)
+                        _route_pool(l, below, geom, n_off, times, Vp, theta_neuron, probes, window[below], w_bin,
+                                    E, S, pos, wro, hw, fw)
                 else:
                     below = lp
-                    ob = n_off[lp]
-                    for i in range(n_off[lp + 1] - ob):
-                        for j in range(m):
-                            f = potential_window(Vp[j, ob + i], theta_neuron[ob + i], times[ob + i] <= probes[j],
-                                                 window)
-                            E[j, ob + i] = f * _sent_down(l, i, j, geom, n_off, w_bin, E, pos, wro) \
-                                if f != 0.0 else 0.0
+                    _direct_down(l, lp, geom, n_off, times, Vp, theta_neuron, probes, window[lp], w_bin, E, S,
+                                 pos, wro, fw)
             # (b) a pre spike in probe bucket c counts at probes c..m-1: suffix sums
             for j in range(m - 2, -1, -1):
                 for h in range(o, o + n):
@@ -268,6 +312,7 @@ def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, 
                         v = min(max(w[woff + r] + lr * np.float32(gbuf[r]), np.float32(-1.0)), np.float32(1.0))
                         w[woff + r] = v
                         w_bin[woff + r] = 1 if v >= 0 else -1
+                        Wf[woff + r] = 1.0 if v >= 0 else -1.0
             else:
                 c_prev = -1
                 for e in range(n_pre):
@@ -284,6 +329,7 @@ def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, 
                             v = min(max(w[row + h] + a[h], np.float32(-1.0)), np.float32(1.0))
                             w[row + h] = v
                             w_bin[row + h] = 1 if v >= 0 else -1
+                            Wf[row + h] = 1.0 if v >= 0 else -1.0
             # (d) thresholds: the sum over all probes, summed per latent threshold
             if learn_theta[l]:
                 t0, t1 = tmap[o], tmap[o + n - 1] + 1  # the layer's latent thresholds
