@@ -142,6 +142,21 @@ def _conv_step(src, s_lo, s_hi, W, g, Vl, theta_l, t, times_l, keep, fired, f0, 
         ci = u - pos * cin
         y = pos // win
         x = pos - y * win
+        if st == 1:  # output (y + pad - ky, x + pad - kx): no division, no test in the loop
+            for ky in range(max(0, y + pad - hout + 1), min(k, y + pad + 1)):
+                prow = (y + pad - ky) * wout + x + pad
+                for kx in range(max(0, x + pad - wout + 1), min(k, x + pad + 1)):
+                    p = prow - kx
+                    Vp = Vl[p * cout:(p + 1) * cout]
+                    wr = woff + ((ci * k + ky) * k + kx) * cout
+                    Wp = W[wr:wr + cout]
+                    for c in range(cout):
+                        Vp[c] += Wp[c]
+                    if stamp[p] != mark:
+                        stamp[p] = mark
+                        touched[n_touch] = p
+                        n_touch += 1
+            continue
         for ky in range(k):
             a = y + pad - ky
             if a < 0:
