@@ -253,7 +253,6 @@ def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, 
             n_pre = _pre_spikes(l, ev_times, ev_units, lo, hi, perm, times, n_off, t_max, pt, pu)
             _probe_potentials(pt[:n_pre], pu[:n_pre], l, geom, n_off, w_bin, probes, Vp, pos, wro)
         o_top = n_off[top]
-        n_out = N - o_top
         E[:, o_top:] = 0.0
         total += anytime_output_error(Vp[:, o_top:], theta_neuron[o_top:], labels[s], beta, E[:, o_top:])
         l = top
