@@ -25,6 +25,7 @@ import numpy as np
 
 from bstdg import metrics
 from bstdg.conv_train import ConvRecipe, LayeredTrainer, evaluate_layered, initial_layered
+from bstdg.convnet import LayeredSNN
 from bstdg.data import load_events
 from bstdg.engine.conv import layered_forward
 from bstdg.engine.dense_conv import layered_forward_dense
@@ -98,6 +99,8 @@ def main(argv=None) -> dict:
     p.add_argument("--speed", action="store_true")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--dense-samples", type=int, default=64)
+    p.add_argument("--model", default=None,
+                   help="skip training: load this model (saved with --model-out) for --sweep and --speed")
     p.add_argument("--model-out", default=None)
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
@@ -116,26 +119,33 @@ def main(argv=None) -> dict:
     held = np.arange(n - args.heldout, n)
     fit_ev, fit_lab = train.events.take(fit), train.labels[fit]
     held_ev, held_lab = train.events.take(held), train.labels[held]
-    meta = {"dataset": "mnist", "encoder": train.encoder}
-    net = initial_layered(recipe, fit_ev, (1, 28, 28), train.n_classes, meta)
-    trainer = LayeredTrainer(net, recipe)
+    meta = {"dataset": "mnist", "encoder": train.encoder, "recipe": recipe.to_dict()}
     history = []
-    for _ in range(recipe.epochs):
-        info = trainer.train_epoch(fit_ev, fit_lab)
-        model = trainer.model()
-        info["heldout"] = evaluate_layered(model, held_ev, held_lab) if args.heldout else None
-        info["test"] = evaluate_layered(model, test.events, test.labels)
-        history.append(info)
-        print(f"epoch {info['epoch']}: held-out {info['heldout']['test_accuracy'] if args.heldout else float('nan'):.4f}"
-              f" test {info['test']['test_accuracy']:.4f} decision {info['test']['mean_decision_time']:.1f} "
-              f"spikes {info['test']['spikes_per_layer']} train {info['train_samples_per_s']:.0f} samples/s "
-              f"({info['train_seconds']:.1f} s)", flush=True)
-    model = trainer.model()
+    if args.model:  # the saved network less the margins it was saved with: the running average
+        model = LayeredSNN.load(args.model)
+        saved = ConvRecipe(**{k: v for k, v in (model.meta.get("recipe") or {}).items() if k != "rule"})
+        average = model.with_thresholds([-m for m in saved.margins(model.arch)])
+        recipe = saved
+    else:
+        net = initial_layered(recipe, fit_ev, (1, 28, 28), train.n_classes, meta)
+        trainer = LayeredTrainer(net, recipe)
+        for _ in range(recipe.epochs):
+            info = trainer.train_epoch(fit_ev, fit_lab)
+            model = trainer.model()
+            info["heldout"] = evaluate_layered(model, held_ev, held_lab) if args.heldout else None
+            info["test"] = evaluate_layered(model, test.events, test.labels)
+            history.append(info)
+            print(f"epoch {info['epoch']}: held-out "
+                  f"{info['heldout']['test_accuracy'] if args.heldout else float('nan'):.4f}"
+                  f" test {info['test']['test_accuracy']:.4f} decision {info['test']['mean_decision_time']:.1f} "
+                  f"spikes {info['test']['spikes_per_layer']} train {info['train_samples_per_s']:.0f} samples/s "
+                  f"({info['train_seconds']:.1f} s)", flush=True)
+        model, average = trainer.model(), trainer.averaged()
     result = {"arch": str(model.arch), "recipe": recipe.to_dict(), "n_train": len(fit), "n_heldout": len(held),
               "history": history, "final": history[-1] if history else None}
     if args.sweep and args.heldout:
         floats = [[float(x) for x in a.split(",")] for a in (args.theta_outs, args.fc_margins, args.conv_margins)]
-        sweep = sweep_thresholds(trainer.averaged(), held_ev, held_lab, test.events, test.labels, *floats)
+        sweep = sweep_thresholds(average, held_ev, held_lab, test.events, test.labels, *floats)
         model = sweep.pop("model")
         result["sweep"] = sweep
         print(f"chosen on held-out: {sweep['pick']}; test {sweep['test']['test_accuracy']:.4f} "
