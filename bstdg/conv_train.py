@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from . import metrics
-from .arch import Architecture, input_order
+from .arch import Architecture
 from .convnet import LayeredSNN
 from .encoding import SpikeEvents, shift_events
-from .engine.conv import layered_forward
+from .engine.conv import layered_forward, routes
 from .errors import BstdgError
 from .learning import LearningRule, probe_times
 from .online_conv import anytime_layered_samples
@@ -94,7 +94,7 @@ class LayeredTrainer:
                                     + [False])
         self.probes = probe_times(net.t_max, recipe.rule.probes)
         self.window = np.array([recipe.window_conv if k == "conv" else recipe.rule.window for k in kinds])
-        self.perm = input_order(net.arch)
+        self.perm = routes(net.arch)  # input reordering and pool lookups
         self.w_bin = np.where(net.w >= 0, 1, -1).astype(np.int8)
         self.avg_w, self.avg_theta = net.w.copy(), net.theta.copy()
         self.updates = self.since_average = self.epoch = 0

@@ -19,7 +19,7 @@ import numpy as np
 
 from .arch import Architecture
 from .encoding import SpikeEvents, times_to_events
-from .engine.conv import (CONV, FC, G_KIND, LayeredNet, _conv_step, _fc_step, geometry, input_order,
+from .engine.conv import (CONV, FC, G_KIND, LayeredNet, _conv_step, _fc_step, geometry,
                           layered_batch, max_positions, neuron_offsets, weight_shape)
 from .errors import BstdgError
 
@@ -244,4 +244,4 @@ def layer_peaks(ev_times, ev_units, ev_ptr, perm, W, g, n_post):
     return peaks
 
 
-__all__ = ["LayeredSNN", "layer_peaks", "input_order"]
+__all__ = ["LayeredSNN", "layer_peaks"]

@@ -203,7 +203,8 @@ def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, 
                             window, out_times, decision_potential):
     """Train with the anytime rule on samples ``order`` one after the other (module
     docstring), updating ``w``, ``w_bin`` (int8 signs), ``theta`` (latent), ``theta_int``
-    (its ceiling) and ``theta_neuron`` (per-neuron integer thresholds, via ``tmap``) in place.
+    (its ceiling) and ``theta_neuron`` (per-neuron integer thresholds, via ``tmap``) in place;
+    ``perm`` is the engine's index table (:func:`bstdg.engine.conv.routes`).
     ``lr_w``, ``learn_theta``, ``window`` (the half-width of ``phi`` for the neurons of that
     layer): one entry per layer. ``out_times``/``decision_potential``
     ``(len(order), n_out)`` get each sample's outputs before its update. Returns the summed

@@ -8,6 +8,7 @@ import pytest
 from bstdg.arch import Architecture, input_order
 from bstdg.convnet import LayeredSNN
 from bstdg.encoding import encode_latency, times_to_events
+from bstdg.engine.conv import routes
 from bstdg.engine.dense_conv import layered_forward_dense
 from bstdg.learning import probe_times
 from bstdg.network import BinarySNN
@@ -125,7 +126,7 @@ def run_kernel(net, events, label, probes, lr_w, lr_theta, learn, beta, W):
     out_times = np.empty((1, net.arch.n_classes), np.int32)
     potential = np.empty((1, net.arch.n_classes), np.int32)
     loss = anytime_layered_samples(events.times, events.units, events.ptr, np.array([0]), np.array([label]),
-                                   input_order(net.arch), net.w, w_bin, net.geom, net.n_off, net.theta, theta_int,
+                                   routes(net.arch), net.w, w_bin, net.geom, net.n_off, net.theta, theta_int,
                                    theta_neuron, net.theta_map, net.t_max, probes, lr_w, lr_theta, learn, beta,
                                    np.full(net.n_layers, W),
                                    out_times, potential)
@@ -212,7 +213,7 @@ def test_fc_only_layered_kernel_equals_the_fc_kernel(sizes):
     th_int2, th_n = lay.integer_thresholds(), lay.neuron_thresholds()
     out_l, pot_l = np.empty((5, sizes[-1]), np.int32), np.empty((5, sizes[-1]), np.int32)
     loss_l = anytime_layered_samples(events.times, events.units, events.ptr, order, labels,
-                                     input_order(lay.arch), lay.w, w_bin2, lay.geom, lay.n_off, lay.theta, th_int2,
+                                     routes(lay.arch), lay.w, w_bin2, lay.geom, lay.n_off, lay.theta, th_int2,
                                      th_n, lay.theta_map, t_max, probes, lr_w, 0.1, learn, 0.7,
                                      np.full(lay.n_layers, 3.0), out_l, pot_l)
     np.testing.assert_array_equal(out_l, out_fc)

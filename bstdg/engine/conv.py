@@ -66,13 +66,13 @@ class LayeredNet:
         return self.arch.sizes
 
     def packed(self):
-        """Flat arrays for the kernels: ``(W, geom, theta, n_off, perm)`` — all weights
+        """Flat arrays for the kernels: ``(W, geom, theta, n_off, route)`` — all weights
         concatenated (int8), the geometry table ``(n_layers, 11)`` (columns ``G_*``), all
-        thresholds concatenated, neuron offsets per layer, and the input reordering
-        (:func:`bstdg.arch.input_order`)."""
+        thresholds concatenated, neuron offsets per layer, and the index table of
+        :func:`routes`."""
         W = np.concatenate([np.ascontiguousarray(w, np.int8).ravel() for w in self.weights])
         theta = np.concatenate([np.asarray(t, np.int32) for t in self.thresholds])
-        return W, geometry(self.arch), theta, neuron_offsets(self.arch), input_order(self.arch)
+        return W, geometry(self.arch), theta, neuron_offsets(self.arch), routes(self.arch)
 
 
 def weight_shape(arch: Architecture, l: int) -> tuple:
@@ -102,6 +102,28 @@ def geometry(arch: Architecture) -> np.ndarray:
         rows.append([KINDS[layer.kind], ci, hi, wi, co, ho, wo, k, s, p, w_off])
         w_off += int(np.prod(weight_shape(arch, l)))
     return np.asarray(rows, np.int64)
+
+
+def routes(arch: Architecture) -> np.ndarray:
+    """The kernels' index table, int32: ``route[:n_in]`` is the input reordering
+    (:func:`bstdg.arch.input_order`); for a pool layer ``l``, ``route[route_base(l) + i]`` is
+    the pool output that pre unit ``i`` (engine order) feeds, -1 if its window is cut off,
+    with ``route_base(0) = n_in`` and ``route_base(l) = 2 n_in + n_off[l-1]`` (a lookup
+    instead of four integer divisions per spike)."""
+    n_in, n_off = arch.sizes[0], neuron_offsets(arch)
+    route = np.full(2 * n_in + n_off[-1], -1, np.int32)
+    route[:n_in] = input_order(arch)
+    for l, layer in enumerate(arch.layers_all):
+        if layer.kind != "pool":
+            continue
+        c, h, w = arch.in_shapes[l]
+        size, (_, hp, wp) = layer.size, arch.shapes[l]
+        y, x, ch = np.meshgrid(np.arange(h), np.arange(w), np.arange(c), indexing="ij")
+        py, px = y // size, x // size
+        out = np.where((py < hp) & (px < wp), (py * wp + px) * c + ch, -1)
+        base = n_in if l == 0 else 2 * n_in + n_off[l - 1]
+        route[base:base + out.size] = out.ravel()
+    return route
 
 
 # --------------------------------------------------------------------------- kernels
@@ -196,34 +218,26 @@ def _conv_step(src, s_lo, s_hi, W, g, Vl, theta_l, t, times_l, keep, fired, f0, 
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
-def _pool_step(src, s_lo, s_hi, g, Vl, t, times_l, keep, fired, f0):
-    """pool layer: each pre spike fires its window's output unless that already fired
-    (``Vl`` marks fired outputs)."""
-    c_n, win, hout, wout, size = g[G_CIN], g[G_WIN], g[G_HOUT], g[G_WOUT], g[G_K]
+def _pool_step(src, s_lo, s_hi, route, rbase, Vl, t, times_l, keep, fired, f0):
+    """pool layer: each pre spike fires its window's output (``route[rbase + u]``, see
+    :func:`routes`) unless that already fired (``Vl`` marks fired outputs)."""
     n_new = 0
     for s in range(s_lo, s_hi):
-        u = src[s]
-        pos = u // c_n
-        c = u - pos * c_n
-        y = pos // win
-        x = pos - y * win
-        py = y // size
-        px = x // size
-        if py < hout and px < wout:
-            j = (py * wout + px) * c_n + c
-            if Vl[j] == 0:
-                Vl[j] = 1
-                fired[f0 + n_new] = j
-                n_new += 1
-                if keep:
-                    times_l[j] = t
+        j = route[rbase + src[s]]
+        if j >= 0 and Vl[j] == 0:
+            Vl[j] = 1
+            fired[f0 + n_new] = j
+            n_new += 1
+            if keep:
+                times_l[j] = t
     return n_new
 
 
 @numba.njit(cache=True, nogil=True)
 def layered_sample(ev_times, ev_units, lo, hi, perm, W, geom, theta, n_off, t_max, stop_at_decision,
                    V, fired, stamp, touched, src, times, out_times, decision_potential, spikes):
-    """Run one sample's events ``[lo, hi)`` through every layer.
+    """Run one sample's events ``[lo, hi)`` through every layer; ``perm`` is the index table
+    of :func:`routes` (input reordering and pool lookups).
 
     Scratch (any contents, reset here): ``V``, ``fired`` ``(n_neurons,)`` int32; ``stamp``
     int64 and ``touched`` int32 of the largest conv layer's positions (:func:`max_positions`);
@@ -233,6 +247,7 @@ def layered_sample(ev_times, ev_units, lo, hi, perm, W, geom, theta, n_off, t_ma
     per layer computed). Returns the index one past the last input event consumed."""
     n_layers = geom.shape[0]
     top = n_layers - 1
+    n_in = geom[0, G_CIN] * geom[0, G_HIN] * geom[0, G_WIN]
     o_out = n_off[top]
     n_out = n_off[n_layers] - o_out
     keep = len(times) > 0
@@ -264,7 +279,8 @@ def layered_sample(ev_times, ev_units, lo, hi, perm, W, geom, theta, n_off, t_ma
                 n_new = _conv_step(s_arr, s_lo, s_hi, W, g, Vl, theta[o:o + n_post], t, tl, keep, fired, o,
                                    stamp, mark, touched)
             elif kind == POOL:
-                n_new = _pool_step(s_arr, s_lo, s_hi, g, Vl, t, tl, keep, fired, o)
+                rbase = n_in if l == 0 else 2 * n_in + n_off[l - 1]
+                n_new = _pool_step(s_arr, s_lo, s_hi, perm, rbase, Vl, t, tl, keep, fired, o)
             else:
                 if l == top and not decided:
                     # the output layer: record the potentials of the decision step before
