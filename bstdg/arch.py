@@ -156,8 +156,8 @@ def parse_layers(spec) -> tuple:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A resolved network: hidden ``layers``, the ``input_shape`` and ``n_classes`` (the fc
-    output layer). ``str`` gives the spec of the hidden layers; ``layers_all`` includes the
+    """A resolved network: hidden ``layers``, the ``input_shape`` (``(N,)``, ``(C, H, W)``, or
+    ``(H, W)`` read as one channel) and ``n_classes`` (the fc output layer). ``str`` gives the spec of the hidden layers; ``layers_all`` includes the
     output layer; ``shapes[l]`` is the output shape of ``layers_all[l]``."""
 
     layers: tuple
@@ -167,6 +167,8 @@ class Architecture:
     def __post_init__(self):
         object.__setattr__(self, "layers", parse_layers(self.layers))
         shape = tuple(int(n) for n in self.input_shape)
+        if len(shape) == 2:  # (H, W), as the MNIST encoder records it: one channel
+            shape = (1, *shape)
         object.__setattr__(self, "input_shape", shape)
         if len(shape) not in (1, 3) or min(shape, default=0) < 1:
             raise BstdgError(f"arch: input shape {list(shape)} must be (N,) or (C, H, W) with positive sizes")

@@ -18,6 +18,7 @@ def test_parse_and_shapes():
     s = Architecture.parse("conv8k3s2p1,pool3", (2, 15, 17), 4)
     assert s.shapes == ((8, 8, 9), (8, 2, 3), (4,))
     assert str(s.layers[0]) == "conv8k3s2p1"
+    assert Architecture.parse("conv4k3", (28, 28), 10).input_shape == (1, 28, 28)  # (H, W): one channel
 
 
 def test_hidden_shorthand_is_fc():
