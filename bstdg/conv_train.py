@@ -29,23 +29,25 @@ AVERAGE_EVERY = 4  # as bstdg.train: the running average takes in every 4th upda
 
 @dataclass(frozen=True)
 class ConvRecipe:
-    """Hyper-parameters of a layered run (learning rates in latent units per sample)."""
+    """Hyper-parameters of a layered run (learning rates in latent units per sample). The
+    defaults of ``fire_conv``, ``lr_w_conv`` and ``theta_out`` are the MNIST choices made on
+    held-out training images (BENCHMARKS.md, "Convolutional networks")."""
 
     arch: str = "conv16k5,pool2,fc128"
     t_max: int = 256
     epochs: int = 3
     threshold_mode: str = "channel"  # conv thresholds: one per output channel, or per neuron
-    lr_w_conv: float = 0.002  # conv kernels (a shared weight sums the steps of every position)
+    lr_w_conv: float = 0.01  # conv kernels (a shared weight sums the steps of every position)
     lr_w: float = 0.01  # hidden fc weights
     lr_w_out: float = 0.002  # output weights
     lr_theta: float = 0.01  # hidden thresholds (conv channel thresholds: summed over positions)
     lr_decay: float = 0.9
-    theta_out: float = 36.0  # fixed threshold of every output neuron
+    theta_out: float = 32.0  # fixed threshold of every output neuron (does not enter training)
     hidden_margin: float = 3.0  # added to hidden fc thresholds of the saved network
     conv_margin: float = 0.0  # added to conv thresholds of the saved network
     window_conv: float = 4.0  # half-width of the potential window of conv neurons (their
     # potentials span a few units; rule.window applies to fc neurons)
-    fire_conv: float = 0.5  # initial conv thresholds: quantile of the peak potentials
+    fire_conv: float = 0.8  # initial conv thresholds: quantile of the peak potentials
     fire_fc: float = 0.5  # initial hidden fc thresholds: same
     average: float = 0.999  # running average of the latent parameters (0: off)
     batch_size: int = 64  # samples per update of the running average
