@@ -127,7 +127,9 @@ def main(argv=None) -> dict:
     if args.model:  # the saved network less the margins it was saved with: the running average
         model = LayeredSNN.load(args.model)
         saved = ConvRecipe(**{k: v for k, v in (model.meta.get("recipe") or {}).items() if k != "rule"})
-        average = model.with_thresholds([-m for m in saved.margins(model.arch)])
+        margins = model.meta.get("margins") or {"hidden_margin": saved.hidden_margin,
+                                                "conv_margin": saved.conv_margin}  # set by --sweep
+        average = model.with_thresholds([-m for m in ConvRecipe(**margins).margins(model.arch)])
         recipe = saved
     else:
         net = initial_layered(recipe, fit_ev, (1, 28, 28), train.n_classes, meta)
@@ -150,6 +152,7 @@ def main(argv=None) -> dict:
         floats = [[float(x) for x in a.split(",")] for a in (args.theta_outs, args.fc_margins, args.conv_margins)]
         sweep = sweep_thresholds(average, held_ev, held_lab, test.events, test.labels, *floats)
         model = sweep.pop("model")
+        model.meta["margins"] = {k: sweep["pick"][k] for k in ("hidden_margin", "conv_margin")}
         result["sweep"] = sweep
         print(f"chosen on held-out: {sweep['pick']}; test {sweep['test']['test_accuracy']:.4f} "
               f"decision {sweep['test']['mean_decision_time']:.1f}", flush=True)
