@@ -75,3 +75,20 @@ def fake_mnist(folder, n_train: int, n_test: int, seed: int = 0, spots: int = 8,
         write_idx(folder / f"{prefix}-images-idx3-ubyte.gz", images.reshape(n, 28, 28))
         write_idx(folder / f"{prefix}-labels-idx1-ubyte.gz", labels)
     return folder
+
+
+def assert_one_line_error(status: int, err: str, *fragments: str) -> str:
+    """A failed command printed exactly one ``bstdg: error: ...`` line (no traceback) that
+    holds every fragment; returns that line."""
+    assert status != 0, err
+    assert "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("bstdg: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def one_line_error(capsys, status: int, *fragments: str) -> str:
+    """:func:`assert_one_line_error` on what the command wrote to stderr (pytest's capsys)."""
+    return assert_one_line_error(status, capsys.readouterr().err, *fragments)

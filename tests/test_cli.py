@@ -17,7 +17,7 @@ import bstdg
 from bstdg.cli import main_cli
 from bstdg.data import fetch as fetch_mod
 from bstdg.data.idx import read_decompressed
-from helpers import fake_mnist, isolated  # noqa: F401 (autouse fixture)
+from helpers import assert_one_line_error, fake_mnist, isolated  # noqa: F401 (autouse fixture)
 
 N_TRAIN, N_TEST = 300, 100
 
@@ -36,14 +36,6 @@ def run_dir(data_dir, tmp_path_factory) -> Path:
     assert status == 0
     return out
 
-
-def assert_one_line_error(status: int, err: str, *fragments: str) -> None:
-    assert status != 0
-    assert "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bstdg: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 # --- train / eval / bench ----------------------------------------------------------------

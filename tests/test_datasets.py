@@ -21,17 +21,8 @@ from bstdg.data import caltech, fsdd, images, shd
 from bstdg.data import data_list, locate, verify
 from bstdg.data import fetch_dataset as fetch
 from bstdg.errors import BstdgError, DataError
-from helpers import isolated  # noqa: F401 (autouse fixture)
+from helpers import isolated, one_line_error  # noqa: F401 (autouse fixture)
 
-
-def one_line_error(capsys, status: int, *fragments: str) -> str:
-    err = capsys.readouterr().err
-    assert status != 0 and "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bstdg: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # --- Caltech -----------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from bstdg.files import atomic_write
 from bstdg.recipe import TrainConfig
 from bstdg.runs import RunFolder, RunInputs, train_run
 from bstdg.train import Trainer
-from helpers import fake_mnist, isolated  # noqa: F401 (autouse fixture)
+from helpers import fake_mnist, isolated, one_line_error  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture()
@@ -33,14 +33,6 @@ def inputs(data_dir, **config) -> RunInputs:
     settings = dict(hidden=(16,), t_max=32, epochs=3, seed=4)
     return RunInputs("mnist", TrainConfig(**{**settings, **config}), {}, str(data_dir))
 
-
-def one_line_error(capsys, status, *fragments):
-    err = capsys.readouterr().err
-    assert status != 0 and "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bstdg: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def model_arrays(run: Path) -> dict:

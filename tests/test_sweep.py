@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import isolated  # noqa: F401 (autouse fixture)
+from helpers import assert_one_line_error, isolated  # noqa: F401 (autouse fixture)
 
 from bstdg.cli import main_cli
 from bstdg.config import load_config, train_settings
@@ -64,10 +64,7 @@ def spec_of(text: str):
 
 def one_line_error(status: int, err: str, *fragments: str) -> None:
     assert status == 1, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bstdg: error: ") and "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
+    assert_one_line_error(status, err, *fragments)
 
 
 # --- the sweep file ------------------------------------------------------------------------

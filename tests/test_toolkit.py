@@ -16,7 +16,7 @@ from bstdg.data import get_dataset, load_events
 from bstdg.data.idx import read_idx
 from bstdg.data.shd import write_spike_file
 from bstdg.errors import DataError
-from helpers import fake_mnist, isolated  # noqa: F401 (autouse fixture)
+from helpers import fake_mnist, isolated, one_line_error  # noqa: F401 (autouse fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,14 +28,6 @@ def fake_arrays(n_train=120, n_test=40, seed=0):
     y = {s: read_idx(folder / f"{p}-labels-idx1-ubyte.gz") for s, p in (("train", "train"), ("test", "t10k"))}
     return x["train"], y["train"], x["test"], y["test"]
 
-
-def one_line_error(capsys, status, *fragments):
-    err = capsys.readouterr().err
-    assert status != 0 and "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("bstdg: error: "), err
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 TRAIN = ["train", "--hidden", "12", "--t-max", "16", "--epochs", "1"]
