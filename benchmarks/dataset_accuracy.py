@@ -22,8 +22,9 @@ import sys
 import time
 from pathlib import Path
 
-from bstdg.cli import to_json, train_command
+from bstdg.cli import train_command
 from bstdg.data import DATASET_NAMES
+from bstdg.files import write_json
 from bstdg.errors import BstdgError
 
 DEFAULT_DATASETS = ("mnist", "fashion-mnist", "caltech-face-motor", "shd", "fsdd-spikes")
@@ -58,7 +59,7 @@ def main(datasets=DEFAULT_DATASETS, epochs=None, limit_train=None, limit_test=No
                "results": results, "skipped": skipped}
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(to_json(summary) + "\n")
+        write_json(out, summary)
     print(f"\n{'dataset':<20}{'sizes':>16}{'test acc':>9}{'epochs':>7}{'wall s':>8}"
           f"{'hidden sp.':>11}{'decision':>12}")
     for name, r in results.items():

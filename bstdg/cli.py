@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from .errors import BstdgError, Interrupted, Terminated, interrupt_in
+from .files import to_json
 from .learning import LearningRule
 from .recipe import TrainConfig
 
@@ -47,11 +48,6 @@ def existing_data_dir(data_dir):
     if data_dir is not None and not Path(data_dir).expanduser().is_dir():
         raise BstdgError(f"--data-dir {data_dir}: no such folder")
     return data_dir
-
-
-def to_json(obj) -> str:
-    """JSON text of ``obj``; numpy scalars and arrays become plain numbers and lists."""
-    return json.dumps(obj, indent=2, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
 
 
 def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip=()) -> None:

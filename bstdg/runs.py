@@ -26,7 +26,6 @@ import os
 import platform
 import sys
 import time
-import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -38,6 +37,7 @@ from .data.base import FileDataset
 from .errors import BstdgError, Interrupted, Terminated, first_line, interrupt_in
 from .evaluation import evaluate
 from .files import read_json, save_npz, to_json, write_json
+from .npzio import read_arrays
 from .network import BinarySNN
 from .recipe import TrainConfig
 from .train import Trainer, check_memory, fit, initial_network
@@ -155,13 +155,12 @@ class RunFolder:
 
     def read_checkpoint(self) -> tuple[dict, dict]:
         """``(state, record)`` of :meth:`save_checkpoint`; one-line BstdgError if damaged."""
+        if not self.checkpoint.is_file():
+            raise BstdgError(f"{self.checkpoint}: no such checkpoint")
+        arrays = read_arrays(self.checkpoint, "checkpoint")
         try:
-            with np.load(self.checkpoint, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
             record = json.loads(str(arrays.pop("record")))
-        except FileNotFoundError:
-            raise BstdgError(f"{self.checkpoint}: no such checkpoint") from None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        except (KeyError, ValueError) as exc:
             raise BstdgError(f"{self.checkpoint}: damaged checkpoint ({first_line(exc)}); start over "
                              f"with --force") from None
         state = {k: (v.item() if v.ndim == 0 and k != "rng" else v) for k, v in arrays.items()}

@@ -102,7 +102,7 @@ def test_arrays_bad_files_one_line(tmp_path, capsys, arrays, fragment):
 def test_arrays_unreadable_and_missing(tmp_path, capsys):
     (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not a zip")
     one_line_error(capsys, main_cli([*TRAIN, "--dataset", f"arrays:{tmp_path / 'junk.npz'}", "--out", "r"]),
-                   "not a readable .npz")
+                   "cannot read the arrays file")
     one_line_error(capsys, main_cli([*TRAIN, "--dataset", f"arrays:{tmp_path / 'no.npz'}", "--out", "r"]),
                    "no such file")
     one_line_error(capsys, main_cli([*TRAIN, "--dataset", "arrays:", "--out", "r"]), "give a path")

@@ -20,7 +20,6 @@ values over both splits, and label ``k`` is the ``k``-th of them.
 
 from __future__ import annotations
 
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,9 @@ import numpy as np
 from bstdg.data.base import SPLITS, Dataset, EncodedSplit, check_limit, check_split, finish
 from bstdg.data.mnist import latency_encoder, latency_events
 from bstdg.encoding import Encoder, SpikeEvents
-from bstdg.errors import DataError, first_line
+from bstdg.errors import DataError
+from bstdg.limits import available_memory
+from bstdg.npzio import MAX_NPZ_BYTES, read_arrays
 
 PIXEL_KEYS = ("x_train", "y_train", "x_test", "y_test")
 EVENT_KEYS = tuple(f"{k}_{s}" for s in SPLITS for k in ("times", "units", "ptr", "y"))
@@ -113,21 +114,16 @@ class ArraysDataset(Dataset):
         self.classes, self._to_index = class_index(y_all, self.name)
 
     def _read(self) -> dict:
-        try:
-            with np.load(self.path, allow_pickle=False) as z:
-                keys = set(z.files)
-                wanted = PIXEL_KEYS if "x_train" in keys else EVENT_KEYS
-                missing = [k for k in wanted if k not in keys]
-                if missing:
-                    raise DataError(f"{self.name}: missing {', '.join(missing)} (pixels need "
-                                    f"{', '.join(PIXEL_KEYS)}; events need {', '.join(EVENT_KEYS)})")
-                return {k: z[k] for k in (*wanted, "n_units") if k in keys}
-        except DataError:
-            raise
-        except FileNotFoundError:
-            raise DataError(f"{self.name}: no such file") from None
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-            raise DataError(f"{self.name}: not a readable .npz file ({first_line(exc)})") from None
+        if not self.path.is_file():
+            raise DataError(f"{self.name}: no such file")
+        z = read_arrays(self.path, "arrays file", DataError, max(MAX_NPZ_BYTES, (available_memory() or 0) // 2))
+        keys = set(z)
+        wanted = PIXEL_KEYS if "x_train" in keys else EVENT_KEYS
+        missing = [k for k in wanted if k not in keys]
+        if missing:
+            raise DataError(f"{self.name}: missing {', '.join(missing)} (pixels need "
+                            f"{', '.join(PIXEL_KEYS)}; events need {', '.join(EVENT_KEYS)})")
+        return {k: z[k] for k in (*wanted, "n_units") if k in keys}
 
     def locate(self, data_dir=None) -> Path:
         return self.path
