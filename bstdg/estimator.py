@@ -16,6 +16,7 @@ import inspect
 
 import numpy as np
 
+from .data import IN_MEMORY
 from .data.arrays import class_index, encode_pixels
 from .data.base import EncodedSplit
 from .errors import BstdgError
@@ -114,7 +115,7 @@ class BinarySNNClassifier:
         if len(labels) != len(events):
             raise BstdgError(f"X has {len(events)} samples but y has {len(labels)} labels")
         train = EncodedSplit(events, labels, len(classes), encoder, classes)
-        meta = {"dataset": "arrays", "encoder": encoder.to_dict(), "classes": list(classes)}
+        meta = {"dataset": IN_MEMORY, "encoder": encoder.to_dict(), "classes": list(classes)}
         trainer = Trainer(initial_network(config, events, len(classes), meta), config)
         self.history_ = fit(trainer, train, None, progress=False, log=print if self.verbose else None)
         self.model_ = trainer.model()

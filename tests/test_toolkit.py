@@ -221,6 +221,8 @@ def test_estimator_fit_predict_save_load(tmp_path):
     with pytest.raises(ValueError, match="lr_w must be a finite number"):
         BinarySNNClassifier(lr_w=float("nan")).fit(x_train, y_train)
     assert main_cli(["eval", str(tmp_path / "m.npz"), "--limit-test", "5"]) != 0  # no dataset to re-read
+    assert main_cli(["export", str(tmp_path / "m.npz"), "--format", "c", "--out", str(tmp_path / "m.h"),
+                     "--random-inputs", "50"]) == 0
 
 
 def test_readme_python_example_runs(tmp_path):

@@ -42,6 +42,7 @@ PREFIXES: dict[str, type] = {
     "tonic": TonicDataset,
 }
 DATASET_NAMES = tuple(BUILTIN)
+IN_MEMORY = "arrays"  # the dataset a model fitted on arrays in memory records (the estimator)
 
 # Options added after models were first saved, with the value those models were encoded with:
 # Caltech models saved before the Gabor front end used the DoG maps unpooled.
@@ -75,6 +76,10 @@ def get_dataset(spec: str, options: dict | None = None, source: str | None = Non
                                base=defaults.options)
         return BUILTIN[spec](checked)
     prefix, sep, argument = spec.partition(":")
+    if spec == IN_MEMORY:
+        raise DataError("this model was fitted on arrays in memory (BinarySNNClassifier.fit): there is "
+                        "no dataset file to re-read; score it with the estimator, or verify an export "
+                        "with --random-inputs N")
     if not (sep and prefix in PREFIXES):
         raise DataError(unknown_message(spec))
     if not argument:
