@@ -21,7 +21,8 @@ from .arch import Architecture
 from .encoding import SpikeEvents, times_to_events
 from .engine.conv import (CONV, FC, G_KIND, LayeredNet, _conv_step, _fc_step, geometry,
                           layered_batch, max_positions, neuron_offsets, weight_shape)
-from .errors import BstdgError
+from .errors import BstdgError, first_line
+from .npzio import read_arrays
 
 FORMAT = "bstdg-layered-model"
 FORMAT_VERSION = 1
@@ -180,17 +181,19 @@ class LayeredSNN:
 
     @classmethod
     def load(cls, path) -> "LayeredSNN":
+        """A model written by :meth:`save`, read through :func:`bstdg.npzio.read_arrays` (no
+        pickles; every read error is one BstdgError line)."""
+        z = read_arrays(path, "layered model")
         try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["format"]) != FORMAT:
-                    raise BstdgError(f"{path}: not a bstdg layered model file")
-                if int(z["format_version"]) > FORMAT_VERSION:
-                    raise BstdgError(f"{path}: model format v{int(z['format_version'])} is newer than this bstdg")
-                arch = Architecture.from_dict(json.loads(str(z["arch"])))
-                return cls(arch, int(z["t_max"]), z["w"], z["theta"], str(z["threshold_mode"]),
-                           json.loads(str(z["meta"])))
-        except (OSError, KeyError, ValueError) as exc:
-            raise BstdgError(f"cannot read model {path}: {exc}") from None
+            if str(z["format"]) != FORMAT:
+                raise BstdgError(f"{path}: not a bstdg layered model file")
+            if int(z["format_version"]) > FORMAT_VERSION:
+                raise BstdgError(f"{path}: model format v{int(z['format_version'])} is newer than this bstdg")
+            arch = Architecture.from_dict(json.loads(str(z["arch"])))
+            return cls(arch, int(z["t_max"]), z["w"], z["theta"], str(z["threshold_mode"]),
+                       json.loads(str(z["meta"])))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise BstdgError(f"cannot read model {path}: {first_line(exc)}") from None
 
 
 def _quantile(values: np.ndarray, q: float, default: float = 1.0) -> float:

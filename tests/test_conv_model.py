@@ -58,7 +58,7 @@ def test_save_load_round_trip(tmp_path):
     with np.load(tmp_path / "m.npz", allow_pickle=False) as z:
         assert str(z["format"]) == "bstdg-layered-model"
     (tmp_path / "bad.npz").write_bytes(b"not a model")
-    with pytest.raises(BstdgError, match="cannot read model"):
+    with pytest.raises(BstdgError, match="cannot read the layered model"):
         LayeredSNN.load(tmp_path / "bad.npz")
 
 
