@@ -108,8 +108,60 @@ def test_c_reference_predicts_like_the_model(name, tmp_path):
     header = write("c", net, tmp_path)
     events = inputs_for(name, net, 80)
     _, reference = forward_decisions(net, events)
-    predictions = c_format.run_c_reference(header, events, net.t_max)
-    np.testing.assert_array_equal(predictions, reference.prediction)
+    assert_same_decisions(reference, c_format.run_c_reference(header, events, net.t_max))
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang)")
+@pytest.mark.parametrize("name", list(NETS))
+def test_c_reference_runs_multi_spike_inputs(name, tmp_path):
+    """Inputs that spike many times (several times in one step too), samples format 2:
+    the C program predicts, ties and decides at the same step as the engine."""
+    net = NETS[name]
+    rng = np.random.default_rng(sum(map(ord, name)) + 1)
+    events = random_multi_spike_events(rng, 120, net.sizes[0], net.t_max, 30)
+    assert np.any(np.diff(events.times[:events.ptr[1]]) == 0)  # same-step spikes occur
+    _, reference = forward_decisions(net, events)
+    header = write("c", net, tmp_path)
+    assert_same_decisions(reference, c_format.run_c_reference(header, events, net.t_max))
+    check = E.verify_file("c", header, net, events, reference)
+    assert check["c_reference"] and check["n_samples"] == 120
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang)")
+def test_c_reference_on_random_multi_spike_networks(tmp_path):
+    """Random networks (1 to 3 layers, thresholds up to 8, so hidden and output neurons fire
+    often) on audio-like inputs: every decision equal, ties and silent samples included."""
+    rng = np.random.default_rng(23)
+    ties = silent = 0
+    for k in range(6):
+        n_layers = 1 + k % 3
+        sizes = [int(rng.integers(3, 40))] + [int(rng.integers(2, 24)) for _ in range(n_layers)]
+        t_max = int(rng.integers(4, 60))
+        net = random_net(rng, sizes, t_max, max_threshold=8)
+        events = random_multi_spike_events(rng, 150, sizes[0], t_max, int(rng.integers(1, 60)))
+        _, reference = forward_decisions(net, events)
+        header = write("c", net, tmp_path / str(k))
+        assert_same_decisions(reference, c_format.run_c_reference(header, events, t_max))
+        ties += int(reference.tie.sum())
+        silent += int((reference.time == t_max).sum())
+    assert ties > 0 and silent > 0
+
+
+@pytest.mark.skipif(not HAVE_CC, reason="no C compiler (cc, gcc, clang)")
+def test_c_reference_still_reads_samples_format_1(tmp_path):
+    net = NETS["61-20-10"]
+    events = inputs_for("61-20-10", net)
+    _, reference = forward_decisions(net, events)
+    exe = c_format.compile_reference(write("c", net, tmp_path), tmp_path / "build")
+    v1 = c_format.write_samples(tmp_path / "v1.txt", c_format.spike_time_matrix(events, net.t_max),
+                                net.t_max)
+    v2 = c_format.write_event_samples(tmp_path / "v2.txt", events, net.t_max)
+    assert v1.read_text().startswith("bstdg-samples 1 61 32\n")
+    assert v2.read_text().startswith("bstdg-samples 2 61 32\n")
+    for samples in (v1, v2):
+        assert_same_decisions(reference, c_format.run_reference(exe, samples))
+        plain = subprocess.run([str(exe), str(samples)], capture_output=True, text=True, check=True)
+        np.testing.assert_array_equal(np.array(plain.stdout.split(), np.int64), reference.prediction)
 
 
 def test_rerun_handles_repeated_input_spikes():
@@ -344,7 +396,13 @@ def test_c_reference_rejects_mismatched_samples(tmp_path):
              "t_max 16": "bstdg-samples 1 8 16\n" + " ".join(["0"] * 8) + "\n",
              "outside 0..T_MAX": "bstdg-samples 1 8 12\n0 0 0 0 0 0 0 13\n",
              "incomplete": "bstdg-samples 1 8 12\n0 1 2 3 4 5 6 7\n0 1 2\n",
-             "does not start": "0 1 2 3 4 5 6 7\n"}
+             "does not start": "0 1 2 3 4 5 6 7\n",
+             "1|2": "bstdg-samples 3 8 12\n0\n",
+             "outside 0..T_MAX-1": "bstdg-samples 2 8 12\n1 12 0\n",
+             "outside 0..N_INPUTS-1": "bstdg-samples 2 8 12\n2 0 0 1 8\n",
+             "out of time order": "bstdg-samples 2 8 12\n0\n3 0 1 5 2 4 3\n",
+             "(spike 2)": "bstdg-samples 2 8 12\n3 0 1 2 3\n",
+             "number of input spikes": "bstdg-samples 2 8 12\n-1\n"}
     for fragment, text in cases.items():
         samples = tmp_path / "samples.txt"
         samples.write_text(text)

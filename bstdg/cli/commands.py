@@ -211,7 +211,8 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
               f"ties {check['ties']}, silent {check['silent']})")
         if format == "c":
             print("  C reference        " + (
-                "compiled and run: identical predictions" if check["c_reference"] else
+                "compiled and run: identical predictions, ties and decision times"
+                if check["c_reference"] else
                 "not run (no C compiler, or examples/c/bstdg_infer.c not found)"))
         result["verify"] = check
     if verify_hdl:  # --verify-hdl: the Verilog core in an HDL simulator (bstdg.export.hdl)

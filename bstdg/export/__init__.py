@@ -166,8 +166,7 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
     if fmt == "c" and run_c:
         c_ran = c_format.c_compiler() is not None and c_format.REFERENCE_SOURCE.is_file()
         if c_ran:
-            predictions = c_format.run_c_reference(path, events, ex.t_max)
-            verify.compare("C reference", reference, predictions)
+            verify.compare("C reference", reference, c_format.run_c_reference(path, events, ex.t_max))
     return {"format": fmt, "path": str(path), "n_samples": n,
             "ties": int(np.sum(reference.tie)), "silent": int(np.sum(reference.time >= ex.t_max)),
             "c_reference": c_ran}

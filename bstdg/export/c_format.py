@@ -7,9 +7,17 @@ network that the C program checks at start-up. The encoder definition is a JSON 
 ``BSTDG_DIGEST`` (the SHA-256 of :meth:`ExportedNet.digest`, as in the npz) covers the
 network and the encoder, and :func:`read_c_header` checks both.
 
-Samples for the C program (:func:`write_samples`): a text file whose first line is
-``bstdg-samples 1 N_INPUTS T_MAX``, then one sample per line: ``N_INPUTS`` integers, the
-spike time of each input in ``0..T_MAX`` (``T_MAX`` = no spike).
+Samples for the C program, a text file in one of two formats:
+
+* version 2 (:func:`write_event_samples`, any input code): a first line
+  ``bstdg-samples 2 N_INPUTS T_MAX``, then one sample per line: the number of input spikes
+  ``E``, then ``E`` pairs ``time unit`` in time order (an input may spike many times);
+* version 1 (:func:`write_samples`, at most one spike per input): a first line
+  ``bstdg-samples 1 N_INPUTS T_MAX``, then one sample per line: ``N_INPUTS`` integers, the
+  spike time of each input in ``0..T_MAX`` (``T_MAX`` = no spike).
+
+With ``-d`` the program prints ``class tie time`` per sample (:func:`run_reference`), so
+``--verify`` compares predictions, ties and decision times.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ import numpy as np
 
 from ..files import atomic_write
 from .model import ExportError, ExportedNet, from_binary_net, parse_encoder, to_binary_net
+from .verify import Rerun
 
 FORMAT_VERSION = 1
 SAMPLES_MAGIC = "bstdg-samples"
@@ -213,19 +222,20 @@ def compile_reference(header, build_dir, source=REFERENCE_SOURCE) -> Path:
 
 
 def spike_time_matrix(events, t_max: int) -> np.ndarray:
-    """Spike times ``(B, n_inputs)`` (``t_max`` = none) of latency-coded events; ExportError
-    when an input spikes more than once (the C program reads one time per input)."""
+    """Spike times ``(B, n_inputs)`` (``t_max`` = none) of latency-coded events, for samples
+    format 1; ExportError when an input spikes more than once (format 2 carries those:
+    :func:`write_event_samples`)."""
     times = np.full((len(events), events.n_units), t_max, np.int64)
     owner = events.owner()
     times[owner, events.units] = events.times
     if np.count_nonzero(times < t_max) != len(owner) or (np.asarray(events.times) >= t_max).any():
-        raise ExportError("the C reference reads one spike time per input; these samples "
-                          "have inputs that spike more than once")
+        raise ExportError("samples format 1 holds one spike time per input; these samples "
+                          "have inputs that spike more than once (write format 2)")
     return times
 
 
 def write_samples(path, times: np.ndarray, t_max: int) -> Path:
-    """Write spike times ``(B, n_inputs)`` in the C program's samples format (numbers
+    """Write spike times ``(B, n_inputs)`` in the C program's samples format 1 (numbers
     right-aligned in fixed-width columns)."""
     times = np.asarray(times, np.int64)
     if times.size and (times.min() < 0 or times.max() > t_max):
@@ -249,18 +259,44 @@ def write_samples(path, times: np.ndarray, t_max: int) -> Path:
     return path
 
 
-def run_reference(exe, samples_path) -> np.ndarray:
-    """Run the compiled reference on a samples file; returns its predictions."""
-    done = subprocess.run([str(exe), str(samples_path)], capture_output=True, text=True)
+def write_event_samples(path, events, t_max: int) -> Path:
+    """Write ``events`` (a :class:`~bstdg.encoding.SpikeEvents`, any number of spikes per
+    input) in the C program's samples format 2: per sample the spike count, then the
+    ``time unit`` pairs sorted by time (the order within a step is kept; it changes nothing)."""
+    times = np.asarray(events.times, np.int64)
+    units = np.asarray(events.units, np.int64)
+    ptr = np.asarray(events.ptr, np.int64)
+    if len(times) and (times.min() < 0 or times.max() >= t_max):
+        raise ExportError(f"spike times must be in 0..{t_max - 1}")
+    if len(units) and (units.min() < 0 or units.max() >= events.n_units):
+        raise ExportError(f"input units must be in 0..{events.n_units - 1}")
+    order = np.lexsort((times, events.owner()))  # by sample, then time; stable
+    pairs = np.column_stack([times[order], units[order]]).ravel()
+    path = Path(path)
+    with open(path, "w", encoding="ascii", newline="\n") as f:
+        f.write(f"{SAMPLES_MAGIC} 2 {events.n_units} {t_max}\n")
+        for b in range(len(ptr) - 1):
+            lo, hi = int(ptr[b]), int(ptr[b + 1])
+            body = " ".join(map(str, pairs[2 * lo:2 * hi].tolist()))
+            f.write(f"{hi - lo} {body}\n" if hi > lo else "0\n")
+    return path
+
+
+def run_reference(exe, samples_path) -> Rerun:
+    """Run the compiled reference on a samples file (``-d``); returns its predictions, tie
+    flags and decision times."""
+    done = subprocess.run([str(exe), "-d", str(samples_path)], capture_output=True, text=True)
     if done.returncode != 0:
         raise ExportError(f"the C reference failed: {done.stderr.strip()}")
-    return np.array([int(v) for v in done.stdout.split()], np.int64)
+    values = np.array(done.stdout.split(), np.int64).reshape(-1, 3)
+    return Rerun(values[:, 0], values[:, 1].astype(bool), values[:, 2])
 
 
-def run_c_reference(header, events, t_max: int) -> np.ndarray:
-    """Compile the reference against ``header`` in a temporary folder and classify
-    ``events``; returns the predictions."""
+def run_c_reference(header, events, t_max: int) -> Rerun:
+    """Compile the reference against ``header`` in a temporary folder and run ``events``
+    (samples format 2: any number of spikes per input); returns its predictions, tie flags
+    and decision times."""
     with tempfile.TemporaryDirectory(prefix="bstdg-c-") as tmp:
         exe = compile_reference(header, tmp)
-        samples = write_samples(Path(tmp) / "samples.txt", spike_time_matrix(events, t_max), t_max)
+        samples = write_event_samples(Path(tmp) / "samples.txt", events, t_max)
         return run_reference(exe, samples)

@@ -3,23 +3,33 @@
  * `bstdg export --format c --out bstdg_model.h`.
  *
  *   cc -std=c99 -O2 -I DIR_OF_HEADER -o bstdg_infer bstdg_infer.c
- *   ./bstdg_infer samples.txt        (or - for standard input)
+ *   ./bstdg_infer [-d] samples.txt   (or - for standard input)
  *
  * (-DBSTDG_MODEL='"path/to/header.h"' includes a header of another name.)
  *
- * samples.txt: a first line "bstdg-samples 1 N_INPUTS T_MAX", then one sample per line:
- * N_INPUTS integers, the spike time of each input in 0..T_MAX-1, or T_MAX for no spike
- * (`bstdg.export.c_format.write_samples` writes it). Prints one predicted class per line.
- * Errors (a model that fails its CRC-32, samples for another model, a malformed file) are
- * one line on stderr and exit status 1.
+ * samples.txt, format 2 (any input code; `bstdg.export.c_format.write_event_samples`):
+ * a first line "bstdg-samples 2 N_INPUTS T_MAX", then per sample (one per line) the
+ * number of input spikes E followed by E pairs "time unit" in time order: times
+ * 0..T_MAX-1, non-decreasing; units 0..N_INPUTS-1. A unit may spike any number of times,
+ * several times in one step too (each spike adds its weights).
+ * Format 1 (at most one spike per input, the latency code; `write_samples`): a first line
+ * "bstdg-samples 1 N_INPUTS T_MAX", then per sample N_INPUTS integers, the spike time of
+ * each input in 0..T_MAX-1, or T_MAX for no spike.
+ *
+ * Prints one predicted class per line; with -d, "class tie time": tie is 1 when equal
+ * potentials were decided by the lower index, time is the step of the first output spike
+ * (T_MAX when no output fired). Errors (a model that fails its CRC-32, samples for another
+ * model, a malformed file) are one line on stderr and exit status 1.
  *
  * Semantics (docs/export.md): non-leaky integrate-and-fire neurons with +-1 weights and
  * integer thresholds, each fires at most once, at the first step where its potential is
- * >= its threshold; a spike is integrated by the next layer in the same step (no delay).
+ * >= its threshold; every input spike of a step is added before any threshold is compared;
+ * a spike is integrated by the next layer in the same step (no delay).
  * Prediction: the output that fires first; among outputs firing in that step the higher
- * potential, then the lower index; if no output fires, the highest potential at T_MAX
- * (then the lower index). Only additions, comparisons and bit tests: no multiplications
- * in the network itself.
+ * potential, then the lower index; if no output fires, the highest potential after the
+ * last input spike (then the lower index). Only additions, comparisons and bit tests: no
+ * multiplications in the network itself, no dynamic memory; input spikes are processed as
+ * they are read, so a sample may have any number of them.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -91,14 +101,104 @@ static int32_t input_time[BSTDG_N_INPUTS];
 static int32_t by_time[BSTDG_N_INPUTS];
 static int32_t first_at[BSTDG_T_MAX + 2];
 
-/* One sample: input_time[i] in 0..T_MAX (T_MAX = no spike). Returns the predicted class. */
-static int classify(void)
+/* The decision of the current sample, once made. */
+static int decided;
+static int32_t result_class, result_tie, result_time;
+
+static void start_sample(void)
 {
-    int32_t t, i, j, k, l, n, m, off, best;
+    memset(potential, 0, sizeof potential);
+    memset(fired, 0, sizeof fired);
+    decided = 0;
+}
+
+/* Input i spikes in the current step: add its weight to every neuron of layer 0 (the
+ * thresholds are compared at the end of the step, by end_step). */
+static void add_input(int32_t i)
+{
+    const int32_t n_out = (int32_t)bstdg_sizes[1];
+    const long row = (long)((bstdg_sizes[0] + 7) / 8);
+    const uint8_t *col = bstdg_weights[0] + (i >> 3);
+    const int shift = 7 - (i & 7);
+    int32_t j;
+    for (j = 0; j < n_out; j++)
+        potential[j] += ((col[(long)j * row] >> shift) & 1) ? 1 : -1;
+}
+
+/* The prediction rule among the candidates cand[0..n-1] (output indices, ascending): the
+ * higher potential, then the lower index (a tie). */
+static void decide(const int32_t *cand, int32_t n, int32_t t)
+{
+    const int32_t *v = potential + (BSTDG_N_NEURONS - BSTDG_N_OUTPUTS);
+    int32_t k, best = cand[0], equal = 1;
+    for (k = 1; k < n; k++) {
+        if (v[cand[k]] > v[best]) {
+            best = cand[k];
+            equal = 1;
+        } else if (v[cand[k]] == v[best]) {
+            equal++;
+        }
+    }
+    decided = 1;
+    result_class = best;
+    result_tie = equal > 1;
+    result_time = t;
+}
+
+/* End of step t (layer 0 holds every input spike of the step): fire layer 0's neurons
+ * that reach their threshold, feed the spikes through the deeper layers in the same step,
+ * and decide when outputs fire. */
+static void end_step(int32_t t)
+{
+    int32_t i, j, k, l, n = 0, m, off = 0;
     int32_t *in = spikes_a, *out = spikes_b, *swap;
 
-    /* inputs sorted by spike time (counting sort): inputs of step t are
-       by_time[first_at[t] .. first_at[t+1]-1] */
+    for (l = 0; l < BSTDG_N_LAYERS && (l == 0 || n > 0); l++) {
+        const int32_t n_out = (int32_t)bstdg_sizes[l + 1];
+        const long row = (long)((bstdg_sizes[l] + 7) / 8);
+        const uint8_t *w = bstdg_weights[l];
+        const int16_t *theta = bstdg_thresholds[l];
+        m = 0;
+        for (j = 0; j < n_out; j++) {
+            int32_t v = potential[off + j];
+            if (l > 0) {  /* layer 0's inputs were added by add_input */
+                const uint8_t *r = w + (long)j * row;
+                for (k = 0; k < n; k++) {
+                    i = in[k];
+                    v += ((r[i >> 3] >> (7 - (i & 7))) & 1) ? 1 : -1;
+                }
+                potential[off + j] = v;
+            }
+            if (!fired[off + j] && v >= theta[j]) {
+                fired[off + j] = 1;
+                out[m++] = j;  /* in index order */
+            }
+        }
+        swap = in; in = out; out = swap;
+        n = m;
+        off += n_out;
+    }
+    if (l == BSTDG_N_LAYERS && n > 0)  /* outputs fired in this step: decide */
+        decide(in, n, t);
+}
+
+/* No output fired: every output is a candidate, with its potential after the last input. */
+static void finish_sample(void)
+{
+    int32_t j;
+    if (decided)
+        return;
+    for (j = 0; j < BSTDG_N_OUTPUTS; j++)
+        spikes_a[j] = j;
+    decide(spikes_a, BSTDG_N_OUTPUTS, BSTDG_T_MAX);
+}
+
+/* Format 1: input_time[i] in 0..T_MAX (T_MAX = no spike), inputs taken in time order
+ * (counting sort: the inputs of step t are by_time[first_at[t] .. first_at[t+1]-1]). */
+static void classify_times(void)
+{
+    int32_t t, i;
+
     memset(first_at, 0, sizeof first_at);
     for (i = 0; i < BSTDG_N_INPUTS; i++)
         first_at[input_time[i] + 1]++;
@@ -110,94 +210,110 @@ static int classify(void)
         first_at[t] = first_at[t - 1];
     first_at[0] = 0;
 
-    memset(potential, 0, sizeof potential);
-    memset(fired, 0, sizeof fired);
-    for (t = 0; t < BSTDG_T_MAX; t++) {
-        n = first_at[t + 1] - first_at[t];
-        if (n == 0)
+    start_sample();
+    for (t = 0; t < BSTDG_T_MAX && !decided; t++) {
+        if (first_at[t + 1] == first_at[t])
             continue;  /* nothing arrives: no potential changes in this step */
-        memcpy(in, by_time + first_at[t], (size_t)n * sizeof *in);
-        off = 0;
-        for (l = 0; l < BSTDG_N_LAYERS && n > 0; l++) {
-            const int32_t n_out = (int32_t)bstdg_sizes[l + 1];
-            const int32_t row = (int32_t)((bstdg_sizes[l] + 7) / 8);
-            const uint8_t *w = bstdg_weights[l];
-            const int16_t *theta = bstdg_thresholds[l];
-            m = 0;
-            for (j = 0; j < n_out; j++) {
-                const uint8_t *r = w + (long)j * row;
-                int32_t v = potential[off + j];
-                for (k = 0; k < n; k++) {
-                    i = in[k];
-                    v += ((r[i >> 3] >> (7 - (i & 7))) & 1) ? 1 : -1;
-                }
-                potential[off + j] = v;
-                if (!fired[off + j] && v >= theta[j]) {
-                    fired[off + j] = 1;
-                    out[m++] = j;  /* in index order */
-                }
-            }
-            swap = in; in = out; out = swap;
-            n = m;
-            off += n_out;
-        }
-        if (l == BSTDG_N_LAYERS && n > 0) {  /* outputs fired in this step: decide */
-            best = in[0];
-            for (k = 1; k < n; k++)
-                if (potential[off - BSTDG_N_OUTPUTS + in[k]] > potential[off - BSTDG_N_OUTPUTS + best])
-                    best = in[k];
-            return best;
-        }
+        for (i = first_at[t]; i < first_at[t + 1]; i++)
+            add_input(by_time[i]);
+        end_step(t);
     }
-    /* no output spike: highest potential at T_MAX, lower index on equality */
-    off = BSTDG_N_NEURONS - BSTDG_N_OUTPUTS;
-    best = 0;
-    for (j = 1; j < BSTDG_N_OUTPUTS; j++)
-        if (potential[off + j] > potential[off + best])
-            best = j;
-    return best;
+    finish_sample();
+}
+
+/* Format 1: one sample per line, N_INPUTS spike times. Returns 0 at the end of the file. */
+static int read_times(FILE *f, long sample)
+{
+    long value;
+    int32_t i;
+    int got;
+    for (i = 0; i < BSTDG_N_INPUTS; i++) {
+        got = fscanf(f, "%ld", &value);
+        if (got != 1) {
+            if (i == 0 && got == EOF)
+                return 0;
+            fail("sample %ld is incomplete or not integers (input %ld)", sample, (long)i);
+        }
+        if (value < 0 || value > BSTDG_T_MAX)
+            fail("sample %ld has a spike time outside 0..T_MAX (%ld)", sample, value);
+        input_time[i] = (int32_t)value;
+    }
+    classify_times();
+    return 1;
+}
+
+/* Format 2: the spike count, then "time unit" pairs in time order, processed as they are
+ * read (the rest of a sample is read and checked, not simulated, once it is decided).
+ * Returns 0 at the end of the file. */
+static int read_events(FILE *f, long sample)
+{
+    long count, e, t, unit, step = -1;
+    int got = fscanf(f, "%ld", &count);
+    if (got == EOF)
+        return 0;
+    if (got != 1 || count < 0)
+        fail("sample %ld does not start with its number of input spikes", sample, 0);
+    start_sample();
+    for (e = 0; e < count; e++) {
+        if (fscanf(f, "%ld %ld", &t, &unit) != 2)
+            fail("sample %ld is incomplete or not integers (spike %ld)", sample, e);
+        if (t < 0 || t >= BSTDG_T_MAX)
+            fail("sample %ld has a spike time outside 0..T_MAX-1 (%ld)", sample, t);
+        if (unit < 0 || unit >= BSTDG_N_INPUTS)
+            fail("sample %ld has an input unit outside 0..N_INPUTS-1 (%ld)", sample, unit);
+        if (t < step)
+            fail("sample %ld has spike times out of time order (at spike %ld)", sample, e);
+        if (decided)
+            continue;
+        if (t != step) {
+            if (step >= 0)
+                end_step((int32_t)step);
+            step = t;
+            if (decided)
+                continue;
+        }
+        add_input((int32_t)unit);
+    }
+    if (step >= 0 && !decided)
+        end_step((int32_t)step);
+    finish_sample();
+    return 1;
 }
 
 int main(int argc, char **argv)
 {
     FILE *f;
-    int version;
-    long n_inputs, t_max, value, sample = 0;
-    int32_t i;
-    int got;
+    const char *path;
+    int version, detail = 0;
+    long n_inputs, t_max, sample = 0;
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s SAMPLES_FILE   (- for standard input)\n", argv[0]);
+    if (argc == 3 && strcmp(argv[1], "-d") == 0)
+        detail = 1;
+    if (argc != 2 + detail) {
+        fprintf(stderr, "usage: %s [-d] SAMPLES_FILE   (- for standard input; -d: print "
+                "\"class tie time\")\n", argv[0]);
         return 2;
     }
+    path = argv[1 + detail];
     if (model_crc() != (uint32_t)BSTDG_CRC32)
         fail("the model's weights and thresholds fail their CRC-32 check (corrupt header?)", 0, 0);
-    f = strcmp(argv[1], "-") == 0 ? stdin : fopen(argv[1], "r");
+    f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
     if (f == NULL) {
-        fprintf(stderr, "bstdg_infer: error: cannot open %s\n", argv[1]);
+        fprintf(stderr, "bstdg_infer: error: cannot open %s\n", path);
         return 1;
     }
-    if (fscanf(f, " bstdg-samples %d %ld %ld", &version, &n_inputs, &t_max) != 3 || version != 1)
-        fail("the samples file does not start with \"bstdg-samples 1 N_INPUTS T_MAX\"", 0, 0);
+    if (fscanf(f, " bstdg-samples %d %ld %ld", &version, &n_inputs, &t_max) != 3
+            || (version != 1 && version != 2))
+        fail("the samples file does not start with \"bstdg-samples 1|2 N_INPUTS T_MAX\"", 0, 0);
     if (n_inputs != BSTDG_N_INPUTS)
         fail("the samples have %ld inputs, the model %ld", n_inputs, (long)BSTDG_N_INPUTS);
     if (t_max != BSTDG_T_MAX)
         fail("the samples are coded with t_max %ld, the model with %ld", t_max, (long)BSTDG_T_MAX);
-    for (;;) {
-        for (i = 0; i < BSTDG_N_INPUTS; i++) {
-            got = fscanf(f, "%ld", &value);
-            if (got != 1) {
-                if (i == 0 && got == EOF)
-                    break;
-                fail("sample %ld is incomplete or not integers (input %ld)", sample, (long)i);
-            }
-            if (value < 0 || value > BSTDG_T_MAX)
-                fail("sample %ld has a spike time outside 0..T_MAX (%ld)", sample, value);
-            input_time[i] = (int32_t)value;
-        }
-        if (i == 0)
-            break;
-        printf("%d\n", classify());
+    while (version == 1 ? read_times(f, sample) : read_events(f, sample)) {
+        if (detail)
+            printf("%ld %ld %ld\n", (long)result_class, (long)result_tie, (long)result_time);
+        else
+            printf("%ld\n", (long)result_class);
         sample++;
     }
     if (f != stdin)
