@@ -309,6 +309,10 @@ def train_run(inputs: RunInputs | None, out, *, force: bool = False, resume: boo
         test = dataset.load("test", config.t_max, inputs.data_dir, inputs.limit_test)
         sizes = (train.events.n_units, *config.hidden, train.n_classes)
         check_memory(sizes, max(len(train.labels), len(test.labels)), config.optimizer)
+        if log is not None and config.recipe == "anytime" and config.theta_out > sizes[-2]:
+            log(f"note: theta_out {config.theta_out:g} is above the {sizes[-2]} neurons feeding the "
+                f"outputs, so no output can spike: every decision falls back to the potentials at "
+                f"t_max (the fashion-mnist and shd configs intend this; lower it to decide by first spike)")
         meta = {"dataset": inputs.dataset, "encoder": train.encoder.to_dict(),
                 "classes": [str(c) for c in train.classes]}
         trainer = Trainer(initial_network(config, train.events, train.n_classes, meta), config)
