@@ -92,3 +92,28 @@ def assert_one_line_error(status: int, err: str, *fragments: str) -> str:
 def one_line_error(capsys, status: int, *fragments: str) -> str:
     """:func:`assert_one_line_error` on what the command wrote to stderr (pytest's capsys)."""
     return assert_one_line_error(status, capsys.readouterr().err, *fragments)
+
+
+def untrained_model_run(tmp_path, n_test: int, seed: int = 5):
+    """``(run, data)``: a saved 784-24-10 model (``t_max`` 32, random latent values, not
+    trained) in ``tmp_path/run`` and a fake MNIST of 8 training and ``n_test`` test images
+    (20 % of the pixels lit) in ``tmp_path/data/mnist``."""
+    from bstdg.network import BinarySNN
+
+    rng = np.random.default_rng(seed)
+    sizes = (784, 24, 10)
+    n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+    net = BinarySNN(sizes, 32, rng.uniform(-1, 1, n_w).astype(np.float32),
+                    rng.uniform(1, 10, 34).astype(np.float32),
+                    {"dataset": "mnist", "encoder": {"kind": "latency", "t_max": 32}})
+    run = tmp_path / "run"
+    run.mkdir()
+    net.save(run / "model.npz")
+    data = tmp_path / "data" / "mnist"
+    data.mkdir(parents=True)
+    for prefix, n in (("train", 8), ("t10k", n_test)):
+        images = np.zeros((n, 28, 28), np.uint8)
+        images.reshape(n, -1)[:, :] = rng.integers(0, 256, (n, 784)) * (rng.random((n, 784)) < 0.2)
+        write_idx(data / f"{prefix}-images-idx3-ubyte", images)
+        write_idx(data / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
+    return run, data

@@ -13,7 +13,6 @@ import pytest
 
 from bstdg import export as E
 from bstdg.cli import main_cli
-from bstdg.data.idx import write_idx
 from bstdg.encoding import encode_latency, times_to_events
 from bstdg.engine import BinaryNet
 from bstdg.errors import BstdgError
@@ -22,7 +21,7 @@ from bstdg.export import c_format, nir_format, verify
 from bstdg.export.model import ExportError, latency_encoder
 from bstdg.network import BinarySNN
 
-from helpers import random_latency_events, random_multi_spike_events, random_net
+from helpers import random_latency_events, random_multi_spike_events, random_net, untrained_model_run
 
 FORMATS = list(E.FORMATS)
 FILE_NAMES = {"npz": "net.npz", "nir": "net.nir", "c": "net.h", "hex": "hex"}
@@ -558,23 +557,7 @@ def tiny_run(tmp_path, monkeypatch):
     """A saved 784-24-10 model (t_max 32, not trained) and a fake MNIST of 40 test images."""
     monkeypatch.delenv("BSTDG_DATA", raising=False)
     monkeypatch.chdir(tmp_path)
-    rng = np.random.default_rng(5)
-    sizes = (784, 24, 10)
-    n_w = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
-    net = BinarySNN(sizes, 32, rng.uniform(-1, 1, n_w).astype(np.float32),
-                    rng.uniform(1, 10, 34).astype(np.float32),
-                    {"dataset": "mnist", "encoder": {"kind": "latency", "t_max": 32}})
-    run = tmp_path / "run"
-    run.mkdir()
-    net.save(run / "model.npz")
-    data = tmp_path / "data" / "mnist"
-    data.mkdir(parents=True)
-    for prefix, n in (("train", 8), ("t10k", 40)):
-        images = np.zeros((n, 28, 28), np.uint8)
-        images.reshape(n, -1)[:, :] = rng.integers(0, 256, (n, 784)) * (rng.random((n, 784)) < 0.2)
-        write_idx(data / f"{prefix}-images-idx3-ubyte", images)
-        write_idx(data / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
-    return run, data
+    return untrained_model_run(tmp_path, 40)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
