@@ -139,18 +139,25 @@ def test_dense_input_is_the_raster_of_the_events():
     np.testing.assert_array_equal(x.numpy(), events.rasters(9).transpose(1, 0, 2))
 
 
-@pytest.mark.parametrize("binary", [True, False])
-def test_a_few_training_steps_reduce_the_loss(binary):
-    """Full-batch Adam on 48 samples of a 3-class problem whose classes light up different
-    input groups early: the loss drops and the binary variant keeps its latent ranges."""
+def three_class_problem(t_max: int, n_in: int):
+    """48 latency-coded samples of 3 classes, each lighting up its own group of 10 inputs
+    early (the rest dim and sparse): ``(events, labels)``."""
+    from bstdg.encoding import encode_latency, times_to_events
+
     rng = np.random.default_rng(0)
-    t_max, n_in = 8, 30
     labels = np.arange(48) % 3
     x = rng.uniform(0.0, 0.4, (48, n_in)) * (rng.random((48, n_in)) < 0.5)
     for c in range(3):
         x[labels == c, 10 * c:10 * c + 10] = rng.uniform(0.7, 1.0, ((labels == c).sum(), 10))
-    from bstdg.encoding import encode_latency, times_to_events
-    events = times_to_events(encode_latency(x, t_max), t_max)
+    return times_to_events(encode_latency(x, t_max), t_max), labels
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_a_few_training_steps_reduce_the_loss(binary):
+    """Full-batch Adam on 48 samples of a 3-class problem whose classes light up different
+    input groups early: the loss drops and the binary variant keeps its latent ranges."""
+    t_max, n_in = 8, 30
+    events, labels = three_class_problem(t_max, n_in)
     config = bptt.default_config(binary, hidden=(16,), t_max=t_max, batch_size=48)
     if binary:
         from bstdg.network import BinarySNN
@@ -250,14 +257,8 @@ def test_snntorch_readout_is_snntorchs_own_accuracy(loss):
 @pytest.mark.parametrize("loss", ["rate", "temporal"])
 def test_snntorch_training_steps_reduce_the_loss(loss):
     st = snntorch_module()
-    rng = np.random.default_rng(0)
     t_max, n_in = 8, 30
-    labels = np.arange(48) % 3
-    x = rng.uniform(0.0, 0.4, (48, n_in)) * (rng.random((48, n_in)) < 0.5)
-    for c in range(3):
-        x[labels == c, 10 * c:10 * c + 10] = rng.uniform(0.7, 1.0, ((labels == c).sum(), 10))
-    from bstdg.encoding import encode_latency, times_to_events
-    events = times_to_events(encode_latency(x, t_max), t_max)
+    events, labels = three_class_problem(t_max, n_in)
     cfg = st.SnnTorchConfig(hidden=(16,), t_max=t_max, lr=3e-2, loss=loss, batch_size=48)
     trainer = st.Trainer(st.build((n_in, 16, 3), cfg), cfg)
     losses = [trainer.step(events, labels)[0] for _ in range(25)]
