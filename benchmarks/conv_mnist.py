@@ -122,7 +122,7 @@ def main(argv=None) -> dict:
     held = np.arange(n - args.heldout, n)
     fit_ev, fit_lab = train.events.take(fit), train.labels[fit]
     held_ev, held_lab = train.events.take(held), train.labels[held]
-    meta = {"dataset": "mnist", "encoder": train.encoder, "recipe": recipe.to_dict()}
+    meta = {"dataset": "mnist", "encoder": train.encoder.to_dict(), "recipe": recipe.to_dict()}
     history = []
     if args.model:  # the saved network less the margins it was saved with: the running average
         model = LayeredSNN.load(args.model)
