@@ -49,7 +49,7 @@ test: install hdl-tools
 
 mnist: install
 	$(BSTDG) data fetch mnist
-	$(BSTDG) train --dataset mnist --hidden 600 --out runs/mnist
+	$(BSTDG) train --dataset mnist --hidden 600 --out runs/mnist --force
 
 bench: install
 	$(PY) benchmarks/bench_inference.py
