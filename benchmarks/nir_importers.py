@@ -113,6 +113,21 @@ def running_sum(x):
     return np.cumsum(x, axis=0)
 
 
+def run_cells(torch, cells, states, x):
+    """Step ``(weight, cell)`` pairs whose cells map ``(current, state) -> (spikes, state)``
+    over the rasters ``x`` (T, B, n_in): ``(output spikes, running sum of the last layer's
+    input)``, both (T, B, n_out)."""
+    spikes, drive = [], []
+    for t in range(x.shape[0]):
+        z = torch.from_numpy(x[t])
+        for l, (w, cell) in enumerate(cells):
+            current = torch.nn.functional.linear(z, w)
+            z, states[l] = cell(current, states[l])
+        spikes.append(z.numpy().copy())
+        drive.append(current.numpy().copy())
+    return np.stack(spikes), running_sum(np.stack(drive))
+
+
 # Each function: (nir file, rasters (T, B, n_in) numpy) -> (output spikes (T, B, n_out),
 # output potentials (T, B, n_out) or None). "as installed" uses the library's importer.
 
@@ -147,15 +162,7 @@ def norse_fixed(path, x, state):
     cells = state["cells"]
     with torch.no_grad():
         s = [IAFFeedForwardState(v=torch.zeros(x.shape[1], w.shape[0])) for w, _ in cells]
-        spikes, drive = [], []
-        for t in range(x.shape[0]):
-            z = torch.from_numpy(x[t])
-            for l, (w, cell) in enumerate(cells):
-                current = torch.nn.functional.linear(z, w)
-                z, s[l] = cell(current, s[l])
-            spikes.append(z.numpy().copy())
-            drive.append(current.numpy().copy())
-    return np.stack(spikes), running_sum(np.stack(drive))
+        return run_cells(torch, cells, s, x)
 
 
 def snntorch_as_installed(path, x, state):
@@ -306,15 +313,7 @@ def _hand_built(path, x, state, library):
             from norse.torch.functional.iaf import IAFFeedForwardState
 
             s = [IAFFeedForwardState(v=v) for v in s]
-        spikes, drive = [], []
-        for t in range(x.shape[0]):
-            z = torch.from_numpy(x[t])
-            for l, (w, cell) in enumerate(cells):
-                current = torch.nn.functional.linear(z, w)
-                z, s[l] = cell(current, s[l])
-            spikes.append(z.numpy().copy())
-            drive.append(current.numpy().copy())
-    return np.stack(spikes), running_sum(np.stack(drive))
+        return run_cells(torch, cells, s, x)
 
 
 VARIANTS = {
