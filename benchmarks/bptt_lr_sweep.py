@@ -3,6 +3,10 @@ held-out split, and write them as a ``bstdg compare --bptt-settings`` file.
 
     BSTDG_DATA=/work/shared/datasets python benchmarks/bptt_lr_sweep.py --out runs/bptt-sweep
     python benchmarks/bptt_lr_sweep.py --methods bptt-binary --time-steps 256 --out runs/bptt-sweep-256
+    # what fits a 3-hour session on one core (BENCHMARKS.md): fewer samples at the long T, and
+    # at T = 256 only the rates, at the slope chosen at T = 64
+    python benchmarks/bptt_lr_sweep.py --limit-train 5000,3000,2000 --epochs 2,1,1 \
+        --inherit-slope-at 256 --out runs/bptt-sweep
     python benchmarks/bptt_lr_sweep.py --methods bptt --time-steps 16 --lr 1e-3,1e-2 --slope 5 \
         --limit-train 1000 --epochs 1 --out runs/sweep-smoke            # a minute: the pipeline
 
@@ -74,10 +78,30 @@ def tag(point: dict) -> str:
     return "-".join(f"{k}{v:g}" for k, v in point.items())
 
 
+def per_t(values, time_steps, name: str) -> dict:
+    """``values`` (one number for every T, or one per T in ``time_steps``' order) as {T: value}."""
+    values = tuple(values) if isinstance(values, (tuple, list)) else (values,)
+    if len(values) == 1:
+        values = values * len(time_steps)
+    if len(values) != len(time_steps):
+        raise SystemExit(f"--{name}: give one value, or one per time step ({len(time_steps)}), "
+                         f"got {len(values)}")
+    return dict(zip(time_steps, values))
+
+
 def main(methods=("bptt", "bptt-binary", "snntorch"), time_steps=(16, 64, 256), dataset="mnist",
          hidden=(600,), epochs=2, limit_train=10000, limit_test=1000, val=5000, lrs=None, slopes=None,
          budget_s=None, device="cpu", seed=0, out="runs/bptt-sweep", data_dir=None, isolate=True,
-         log=print) -> dict:
+         inherit_slope_at=(), log=print) -> dict:
+    """Sweep ``methods`` x ``time_steps`` (ascending) and write ``out/bptt_settings.json``.
+
+    ``epochs`` and ``limit_train`` are one value or one per T. At every T in
+    ``inherit_slope_at`` only the learning rates are tried, at the slope chosen for the same
+    method at the largest smaller T (the long time steps cost the most per sample)."""
+    time_steps = tuple(int(t) for t in time_steps)
+    epochs_at = per_t(epochs, time_steps, "epochs")
+    limit_at = per_t(limit_train, time_steps, "limit-train")
+    time_steps = tuple(sorted(time_steps))
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     unknown = [m for m in methods if m not in GRID]
@@ -88,9 +112,13 @@ def main(methods=("bptt", "bptt-binary", "snntorch"), time_steps=(16, 64, 256), 
     for method in methods:
         for t_max in time_steps:
             here = []
-            for point in grid_points(method, lrs, slopes):
+            slopes_here = slopes
+            earlier = [t for t in settings.get(method, {}) if int(t) < t_max]
+            if t_max in inherit_slope_at and earlier:
+                slopes_here = (settings[method][max(earlier, key=int)]["slope"],)
+            for point in grid_points(method, lrs, slopes_here):
                 run = MethodRun(method, dataset, int(t_max), str(out / f"{method}-T{t_max}-{tag(point)}"),
-                                tuple(hidden), epochs, seed, limit_train, limit_test,
+                                tuple(hidden), epochs_at[t_max], seed, limit_at[t_max], limit_test,
                                 str(data_dir) if data_dir else None, val=val, budget_s=budget_s,
                                 device=device, settings=point)
                 log(f"== {method}, T={t_max}, {point}")
@@ -112,8 +140,10 @@ def main(methods=("bptt", "bptt-binary", "snntorch"), time_steps=(16, 64, 256), 
             log(f"-> {method}, T={t_max}: {chosen}")
     doc = {"settings": settings, "results": results,
            "grid": {m: {"points": grid_points(m, lrs, slopes)} for m in methods},
-           "protocol": {"dataset": dataset, "hidden": list(hidden), "epochs": epochs,
-                        "limit_train": limit_train, "limit_test": limit_test, "val": val,
+           "protocol": {"dataset": dataset, "hidden": list(hidden),
+                        "epochs": {str(t): e for t, e in epochs_at.items()},
+                        "limit_train": {str(t): n for t, n in limit_at.items()}, "limit_test": limit_test,
+                        "val": val, "inherit_slope_at": sorted(inherit_slope_at),
                         "budget_s": budget_s, "device": device, "seed": seed,
                         "choice": "best held-out accuracy over the epochs; first in grid order on a tie"},
            "date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv),
@@ -130,9 +160,14 @@ def cli(argv=None) -> int:
     p.add_argument("--time-steps", type=number_list(int), default=(16, 64, 256))
     p.add_argument("--dataset", default="mnist")
     p.add_argument("--hidden", type=number_list(int), default=(600,))
-    p.add_argument("--epochs", type=int, default=2, help="epochs per grid point (2)")
-    p.add_argument("--limit-train", type=int, default=10000,
-                   help="train on the first N samples of the training set minus the held-out split (10000)")
+    p.add_argument("--epochs", type=number_list(int), default=(2,),
+                   help="epochs per grid point: one value, or one per time step (2)")
+    p.add_argument("--limit-train", type=number_list(int), default=(10000,),
+                   help="train on the first N samples of the training set minus the held-out split: one "
+                        "value, or one per time step (10000)")
+    p.add_argument("--inherit-slope-at", type=number_list(int), default=(),
+                   help="time steps at which only the learning rates are tried, at the slope chosen at "
+                        "the next smaller time step")
     p.add_argument("--limit-test", type=int, default=1000, help="test samples evaluated (1000; chooses nothing)")
     p.add_argument("--val", type=int, default=5000, help="held-out samples (5000, the split of --until-converged)")
     p.add_argument("--lr", type=number_list(float), help="replace the grid's learning rates")
@@ -147,7 +182,8 @@ def cli(argv=None) -> int:
     if unknown:
         p.error(f"unknown method {', '.join(unknown)}")
     main(a.methods, a.time_steps, a.dataset, a.hidden, a.epochs, a.limit_train, a.limit_test, a.val,
-         a.lr, a.slope, a.budget_s, a.device, a.seed, a.out, existing_data_dir(a.data_dir))
+         a.lr, a.slope, a.budget_s, a.device, a.seed, a.out, existing_data_dir(a.data_dir),
+         inherit_slope_at=set(a.inherit_slope_at))
     return 0
 
 

@@ -394,3 +394,23 @@ def test_lr_sweep_chooses_on_the_held_out_split_and_compare_reads_its_file(data_
     best = max(doc["results"], key=lambda r: r["val_accuracy"])
     assert doc["settings"] == {"bptt": {"8": best["settings"]}}
     assert C.settings_for(C.read_settings(tmp_path / "sw" / "bptt_settings.json"), "bptt", 8) == best["settings"]
+
+
+@pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
+def test_lr_sweep_inherits_the_slope_at_long_time_steps(data_dir, tmp_path):
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bptt_lr_sweep.py"
+    spec = importlib.util.spec_from_file_location("bptt_lr_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    assert sweep.per_t((5, 3), (16, 64), "x") == {16: 5, 64: 3} and sweep.per_t(7, (1, 2), "x") == {1: 7, 2: 7}
+    with pytest.raises(SystemExit):
+        sweep.per_t((1, 2), (1, 2, 3), "epochs")
+    doc = sweep.main(["bptt"], [8, 4], hidden=(8,), epochs=(1, 1), limit_train=(20, 10), limit_test=10, val=12,
+                     lrs=(1e-2,), slopes=(2.0, 5.0), out=tmp_path / "sw", data_dir=data_dir,
+                     isolate=False, inherit_slope_at={8}, log=lambda *_: None)
+    at4 = [r for r in doc["results"] if r["t_max"] == 4]
+    at8 = [r for r in doc["results"] if r["t_max"] == 8]
+    assert len(at4) == 2 and [r["n_train"] for r in at4] == [10, 10]  # one per T, in the order given
+    assert len(at8) == 1 and at8[0]["settings"]["slope"] == doc["settings"]["bptt"]["4"]["slope"]
+    assert at8[0]["n_train"] == 20
