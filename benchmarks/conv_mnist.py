@@ -24,12 +24,33 @@ import numba
 import numpy as np
 
 from bstdg import metrics
-from bstdg.conv_train import ConvRecipe, LayeredTrainer, evaluate_layered, initial_layered
+from bstdg.conv_train import LayeredTrainer, initial_layered
 from bstdg.convnet import LayeredSNN
 from bstdg.data import load_events
 from bstdg.engine.conv import layered_forward
 from bstdg.engine.dense_conv import layered_forward_dense
+from bstdg.evaluation import evaluate
 from bstdg.learning import LearningRule
+from bstdg.recipe import TrainConfig
+
+# The recipe this script trains with unless --set says otherwise (TrainConfig fields; the
+# ConvRecipe defaults it used before that class was folded into TrainConfig).
+DEFAULTS = {"epochs": 3, "theta_out": 32.0}
+
+
+def evaluate_layered(net, events, labels) -> dict:
+    """The ``metrics.json`` figures of ``net`` on ``events`` (early exit), spikes per layer included."""
+    return {**evaluate(net, events, labels).test_metrics(), "n_samples": len(labels)}
+
+
+def saved_config(recipe: dict) -> TrainConfig:
+    """The TrainConfig recorded in a model's meta (``recipe``); margins written as floats
+    by older versions of this script become integers."""
+    d = dict(recipe)
+    for name in ("hidden_margin", "conv_margin"):
+        if isinstance(d.get(name), float) and d[name].is_integer():
+            d[name] = int(d[name])
+    return TrainConfig.from_dict(d)
 
 
 def speed(net, events, repeats: int, dense_samples: int) -> dict:
@@ -93,7 +114,8 @@ def main(argv=None) -> dict:
     p.add_argument("--limit-test", type=int, default=None)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                   help="a ConvRecipe field (e.g. theta_out=16, lr_w_conv=0.002, window=16)")
+                   help="a TrainConfig field (e.g. theta_out=16, lr_w_conv=0.002) or a rule field "
+                        "(window, beta, probes)")
     p.add_argument("--sweep", action="store_true",
                    help="choose theta_out and the margins on the held-out images after training")
     p.add_argument("--theta-outs", default="12,16,20,24,28,32")
@@ -108,13 +130,13 @@ def main(argv=None) -> dict:
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
-    fields = {"arch": args.arch, "epochs": args.epochs}
+    fields = {**DEFAULTS, "arch": args.arch, "epochs": args.epochs}
     rule = {}
     for item in args.set:
         key, value = item.split("=", 1)
         target = rule if key in ("window", "beta", "probes") else fields
         target[key] = value if key == "threshold_mode" else json.loads(value)
-    recipe = ConvRecipe(**fields, rule=LearningRule(loss="anytime", **rule))
+    recipe = TrainConfig(**fields, rule=LearningRule(loss="anytime", **rule))
     train = load_events("mnist", "train", recipe.t_max, args.data_dir)
     test = load_events("mnist", "test", recipe.t_max, args.data_dir, args.limit_test)
     n = len(train.labels)
@@ -126,10 +148,12 @@ def main(argv=None) -> dict:
     history = []
     if args.model:  # the saved network less the margins it was saved with: the running average
         model = LayeredSNN.load(args.model)
-        saved = ConvRecipe(**{k: v for k, v in (model.meta.get("recipe") or {}).items() if k != "rule"})
-        margins = model.meta.get("margins") or {"hidden_margin": saved.hidden_margin,
-                                                "conv_margin": saved.conv_margin}  # set by --sweep
-        average = model.with_thresholds([-m for m in ConvRecipe(**margins).margins(model.arch)])
+        saved = saved_config(model.meta.get("recipe") or {"arch": str(model.arch)})
+        margins = model.meta.get("margins") or {"hidden_margin": saved.margin(),
+                                                "conv_margin": saved.conv_setting("conv_margin")}  # by --sweep
+        kinds = [layer.kind for layer in model.arch.layers]
+        average = model.with_thresholds([-(margins["conv_margin"] if k == "conv" else margins["hidden_margin"]
+                                           if k == "fc" else 0) for k in kinds])
         recipe = saved
     else:
         net = initial_layered(recipe, fit_ev, (1, 28, 28), train.n_classes, meta)

@@ -6,9 +6,15 @@ a batch plus the prediction rule (:func:`bstdg.metrics.decide`), reported as sam
 
 * ``event``: the Numba event-driven engine with early exit (stops at the first output spike);
 * ``event_full``: the same engine without early exit (every spike computed);
-* ``dense``: the time-stepped numpy reference (``t_max`` clock steps, dense matmuls);
-* ``train``: :meth:`bstdg.train.Trainer.train_epoch` (one :meth:`~bstdg.train.Trainer.step`
-  per mini-batch of the default batch size) over the benchmark's training samples.
+* ``dense``: the time-stepped numpy reference (``t_max`` clock steps, dense matmuls; for
+  a conv model :mod:`bstdg.engine.dense_conv`, one im2col product per conv layer per step);
+* ``train``: one epoch of the model's trainer (:func:`bstdg.train.make_trainer`: per-sample
+  SGD, or one :meth:`~bstdg.train.Trainer.step` per mini-batch with Adam) over the
+  benchmark's training samples.
+
+Fc models (:class:`~bstdg.network.BinarySNN`) and layered conv models
+(:class:`~bstdg.convnet.LayeredSNN`) are measured the same way; a layered model's figures
+add ``arch`` and ``spikes_per_layer``.
 """
 
 from __future__ import annotations
@@ -23,17 +29,18 @@ from dataclasses import replace
 import numba
 import numpy as np
 
+from .convnet import LayeredSNN
 from .evaluation import forward_decisions, score
 from .network import BinarySNN
 from .recipe import TrainConfig
 from .runs import check_inputs, load_model, model_path
-from .train import Trainer, initial_network
+from .train import initial_network, make_trainer
 
 BENCH_HIDDEN = (600,)  # the untrained benchmark network is 784-600-10
 WARMUP_SAMPLES = 64  # the warm-up call (Numba compilation) runs on this many samples
 
 
-def warm_up(net: BinarySNN, events) -> None:
+def warm_up(net: BinarySNN | LayeredSNN, events) -> None:
     """Run the event engine once on a few samples, so that Numba's compilation (or loading
     from its cache) is not timed."""
     forward_decisions(net.binary(), first(events, WARMUP_SAMPLES), "event")
@@ -55,7 +62,7 @@ def first(events, n: int):
     return events.take(np.arange(min(n, len(events))))
 
 
-def bench_inference(net: BinarySNN, events, labels: np.ndarray, dense_samples: int,
+def bench_inference(net: BinarySNN | LayeredSNN, events, labels: np.ndarray, dense_samples: int,
                     repeats: int) -> dict:
     """Samples/s of early-exit event, full event and dense inference on ``events`` (dense on
     the first ``dense_samples`` only), and whether the engines agree on those samples."""
@@ -74,11 +81,12 @@ def bench_inference(net: BinarySNN, events, labels: np.ndarray, dense_samples: i
     # Agreement on the dense samples: the decisions (class, tie, decision time) of the
     # early-exit run, and every spike time of the full run.
     _, early_dec = forward_decisions(bn, dense_events, "event", True)
-    full_res, _ = forward_decisions(bn, dense_events, "event", False)
+    full_res, _ = forward_decisions(bn, dense_events, "event", False, keep_times=True)
     agree = bool(np.array_equal(early_dec.prediction, dense_dec.prediction)
                  and np.array_equal(early_dec.tie, dense_dec.tie)
                  and np.array_equal(early_dec.time, dense_dec.time))
-    ev = score(res, dec, labels, net.t_max, statistics.median(event_s))
+    ev = score(res, dec, labels, net.t_max, statistics.median(event_s), bn)
+    layered = {"arch": str(net.arch), "spikes_per_layer": ev.spikes_per_layer} if isinstance(net, LayeredSNN) else {}
     return {
         "samples": n,
         "dense_samples": n_dense,
@@ -94,16 +102,20 @@ def bench_inference(net: BinarySNN, events, labels: np.ndarray, dense_samples: i
         "mean_decision_time": ev.mean_decision_time,
         "hidden_spikes_per_sample": ev.hidden_spikes_per_sample,
         "seconds": {"event": event_s, "event_full": full_s, "dense": dense_s},
+        **layered,
     }
 
 
-def bench_training(net: BinarySNN, events, labels: np.ndarray, repeats: int,
+def bench_training(net: BinarySNN | LayeredSNN, events, labels: np.ndarray, repeats: int,
                    config: TrainConfig | None = None) -> dict:
     """Training samples/s of one epoch over ``events`` (median of ``repeats`` epochs, after a
-    one-batch warm-up that compiles the kernels). Trains a copy: ``net`` is left as it is."""
-    if config is None:
+    one-batch warm-up that compiles the kernels). Trains a copy: ``net`` is left as it is.
+    Default ``config``: the default recipe on ``net``'s layers (and threshold mode)."""
+    if config is None and isinstance(net, LayeredSNN):
+        config = TrainConfig(arch=str(net.arch), t_max=net.t_max, threshold_mode=net.threshold_mode)
+    elif config is None:
         config = replace(TrainConfig(), hidden=tuple(net.sizes[1:-1]), t_max=net.t_max)
-    trainer = Trainer(net.copy(), config)
+    trainer = make_trainer(net.copy(), config)
     warm = min(len(events), config.batch_size)
     trainer.train_epoch(first(events, warm), labels[:warm], progress=False)
     rates = [trainer.train_epoch(events, labels, progress=False)["train_samples_per_s"]
@@ -166,8 +178,9 @@ def format_report(r: dict) -> str:
     model = r["model"] or "fresh network, seed 0"
     cpu = r["cpu_model"] or r["processor"] or "unknown CPU"
     load = "n/a" if r["load_average"] is None else f"{r['load_average']:.2f}"
-    return "\n".join([
-        f"network     {net}, t_max {r['t_max']} ({model}), {r['dataset']}",
+    arch = f" ({r['arch']})" if r.get("arch") else ""
+    lines = [
+        f"network     {net}{arch}, t_max {r['t_max']} ({model}), {r['dataset']}",
         f"machine     {cpu}, {r['cpu_count']} CPUs, {r['threads']} Numba threads, "
         f"load average {load} at start (other work skews the figures)",
         f"samples     {r['samples']} test ({r['dense_samples']} for dense), "
@@ -183,4 +196,8 @@ def format_report(r: dict) -> str:
         f"accuracy    {r['accuracy']:.4f} (ties {r['ties']}), decision at "
         f"{r['mean_decision_time']:.1f} steps, {r['hidden_spikes_per_sample']:.1f} hidden "
         f"spikes/sample",
-    ])
+    ]
+    if r.get("spikes_per_layer"):
+        lines.append("per layer   " + ", ".join(f"{k.split(':', 1)[-1]} {v:,.1f}"
+                                                for k, v in r["spikes_per_layer"].items()) + " spikes/sample")
+    return "\n".join(lines)

@@ -12,7 +12,9 @@ A config file is flat TOML. Its keys are
   (:func:`bstdg.data.options_class`, e.g. ``channels`` for SHD or ``height`` for Caltech).
 
 Precedence, lowest first: ``TrainConfig`` defaults, the packaged config of the dataset, a
-user config, explicit command line options. Values are checked by the dataclasses they
+user config, explicit command line options. ``hidden`` and ``arch`` both name the hidden
+layers: a source that sets one of them replaces the other from lower sources
+(:func:`merge_train`). Values are checked by the dataclasses they
 fill (:mod:`bstdg.checks`), once, where they enter.
 """
 
@@ -48,6 +50,16 @@ class ParsedConfig:
 
 TRAIN_FIELDS = frozenset(f.name for f in dataclasses.fields(TrainConfig)) - {"rule"}
 RULE_FIELDS = frozenset(f.name for f in dataclasses.fields(LearningRule))
+
+
+def merge_train(low: dict, high: dict) -> dict:
+    """TrainConfig settings ``high`` over ``low``; ``hidden`` and ``arch`` are one setting
+    (the hidden layers): when ``high`` gives one of them only, ``low``'s other is dropped."""
+    merged = {**low, **high}
+    for key, other in (("arch", "hidden"), ("hidden", "arch")):
+        if high.get(key) is not None and high.get(other) is None:
+            merged.pop(other, None)
+    return merged
 
 
 def packaged_config_path(dataset: str):
@@ -155,7 +167,7 @@ def resolve(dataset: str | None, user: ParsedConfig | None = None) -> tuple[str,
     name = dataset or (user.dataset if user else None) or DEFAULT_DATASET
     base = packaged_config(name)
     if user is not None:
-        base = ParsedConfig(name, {**base.train, **user.train}, {**base.rule, **user.rule},
+        base = ParsedConfig(name, merge_train(base.train, user.train), {**base.rule, **user.rule},
                             {**base.data, **user.data}, user.source)
     known = _data_keys(name)
     unknown = sorted(set(base.data) - known)
@@ -173,7 +185,7 @@ def train_settings(dataset: str | None, config=None, train: dict | None = None,
     any bad value."""
     user = load_config(config) if config is not None else None
     dataset, merged = resolve(dataset, user)
-    settings = {**merged.train, **{k: v for k, v in (train or {}).items() if v is not None}}
+    settings = merge_train(merged.train, {k: v for k, v in (train or {}).items() if v is not None})
     rules = {**merged.rule, **{k: v for k, v in (rule or {}).items() if v is not None}}
     data = {**merged.data, **{k: v for k, v in (options or {}).items() if v is not None}}
     given = {k for k, v in {**(train or {}), **(rule or {})}.items() if v is not None}

@@ -22,6 +22,7 @@ from .encoding import SpikeEvents, times_to_events
 from .engine.conv import (CONV, FC, G_KIND, LayeredNet, _conv_step, _fc_step, geometry,
                           layered_batch, max_positions, neuron_offsets, weight_shape)
 from .errors import BstdgError, first_line
+from .files import save_npz
 from .npzio import read_arrays
 
 FORMAT = "bstdg-layered-model"
@@ -173,8 +174,9 @@ class LayeredSNN:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path) -> None:
-        """Write an ``.npz`` readable with ``allow_pickle=False`` (architecture included)."""
-        np.savez(path, format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
+        """Write an ``.npz`` readable with ``allow_pickle=False`` (architecture included),
+        atomically (:func:`bstdg.files.atomic_write`)."""
+        save_npz(path, format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION),
                  arch=np.array(json.dumps(self.arch.to_dict())), t_max=np.array(self.t_max),
                  threshold_mode=np.array(self.threshold_mode), w=self.w, theta=self.theta,
                  meta=np.array(json.dumps(self.meta)))

@@ -23,9 +23,12 @@ from .errors import BstdgError
 from .evaluation import forward_decisions
 from .learning import LearningRule
 from .metrics import correct
+from .convnet import FORMAT as LAYERED_FORMAT
+from .convnet import LayeredSNN
 from .network import BinarySNN
 from .recipe import TrainConfig
-from .train import Trainer, fit, initial_network
+from .runs import model_format
+from .train import fit, initial_model, make_trainer
 
 RULE_PARAMS = ("loss", "margin", "probes", "beta", "window")  # LearningRule fields exposed here
 
@@ -39,12 +42,19 @@ class BinarySNNClassifier:
     line per epoch. After :meth:`fit`: ``model_`` (the :class:`~bstdg.network.BinarySNN`
     that predicts), ``classes_``, ``n_features_in_``, ``input_shape_``, ``history_`` (one
     dict per epoch).
+
+    ``arch`` (e.g. ``"conv16k5,pool2,fc128"``) trains a conv network on image samples
+    (``X`` of shape ``(N, H, W)`` or ``(N, C, H, W)``; ``model_`` is then a
+    :class:`~bstdg.convnet.LayeredSNN`), with the conv settings ``lr_w_conv`` ...
+    ``threshold_mode`` of :class:`~bstdg.recipe.TrainConfig` (None: their defaults).
     """
 
     def __init__(self, hidden=(600,), epochs=10, t_max=256, optimizer="sgd", batch_size=64,
                  lr_w=None, lr_w_out=None, lr_theta=None, lr_decay=0.9, theta_init=20.0,
                  theta_out=36.0, hidden_margin=None, average=0.999, shift=0, seed=0, loss=None,
-                 margin=1.0, probes=6, beta=0.2, window=16.0, verbose=False):
+                 margin=1.0, probes=6, beta=0.2, window=16.0, arch=None, lr_w_conv=None,
+                 window_conv=None, fire_conv=None, fire_fc=None, conv_margin=None, threshold_mode=None,
+                 verbose=False):
         self.hidden = hidden
         self.epochs = epochs
         self.t_max = t_max
@@ -65,6 +75,13 @@ class BinarySNNClassifier:
         self.probes = probes
         self.beta = beta
         self.window = window
+        self.arch = arch
+        self.lr_w_conv = lr_w_conv
+        self.window_conv = window_conv
+        self.fire_conv = fire_conv
+        self.fire_fc = fire_fc
+        self.conv_margin = conv_margin
+        self.threshold_mode = threshold_mode
         self.verbose = verbose
 
     # --- scikit-learn conventions ----------------------------------------------------------
@@ -116,7 +133,7 @@ class BinarySNNClassifier:
             raise BstdgError(f"X has {len(events)} samples but y has {len(labels)} labels")
         train = EncodedSplit(events, labels, len(classes), encoder, classes)
         meta = {"dataset": IN_MEMORY, "encoder": encoder.to_dict(), "classes": list(classes)}
-        trainer = Trainer(initial_network(config, events, len(classes), meta), config)
+        trainer = make_trainer(initial_model(config, events, len(classes), meta), config)
         self.history_ = fit(trainer, train, None, progress=False, log=print if self.verbose else None)
         self.model_ = trainer.model()
         self.classes_ = np.asarray(classes)
@@ -164,7 +181,7 @@ class BinarySNNClassifier:
     @classmethod
     def load(cls, path) -> "BinarySNNClassifier":
         """The estimator saved by :meth:`save` (fitted: ``predict`` works at once)."""
-        model = BinarySNN.load(path)
+        model = LayeredSNN.load(path) if model_format(path) == LAYERED_FORMAT else BinarySNN.load(path)
         params = model.meta.get("estimator_params") or {}
         est = cls(**{k: (tuple(v) if k == "hidden" else v) for k, v in params.items()
                      if k in cls._param_names()})

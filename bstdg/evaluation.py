@@ -1,4 +1,8 @@
-"""Inference on either engine, scored with the prediction rule of :mod:`bstdg.metrics`."""
+"""Inference on either engine, scored with the prediction rule of :mod:`bstdg.metrics`, for
+both model kinds: fc networks (:class:`~bstdg.engine.BinaryNet`, :mod:`bstdg.engine.event` /
+:mod:`bstdg.engine.dense`) and layered conv/pool/fc networks
+(:class:`~bstdg.engine.conv.LayeredNet`, :mod:`bstdg.engine.conv` /
+:mod:`bstdg.engine.dense_conv`)."""
 
 from __future__ import annotations
 
@@ -9,7 +13,9 @@ import numpy as np
 
 from . import metrics
 from .engine import BinaryNet, ForwardResult
+from .engine.conv import LayeredNet, LayeredResult, layered_forward
 from .engine.dense import if_network_forward_dense
+from .engine.dense_conv import layered_forward_dense
 from .engine.event import if_network_forward
 from .errors import BstdgError
 
@@ -24,48 +30,83 @@ class Evaluation:
     mean_decision_time: float  # time steps; a silent sample counts as t_max
     hidden_spikes_per_sample: float  # emitted no later than the decision
     samples_per_s: float
+    # layered networks: mean spikes per sample of every layer up to the decision, keyed
+    # "l:layer" ("0:conv16k5", "1:pool2", ..., the output layer last); None for fc networks
+    spikes_per_layer: dict | None = None
 
     def test_metrics(self) -> dict:
-        """The figures under their ``metrics.json`` names, as plain numbers."""
-        return {"test_accuracy": float(self.accuracy), "test_ties": int(self.ties),
-                "test_silent": int(self.silent), "mean_decision_time": float(self.mean_decision_time),
-                "hidden_spikes_per_sample": float(self.hidden_spikes_per_sample),
-                "eval_samples_per_s": float(self.samples_per_s)}
+        """The figures under their ``metrics.json`` names, as plain numbers
+        (``spikes_per_layer`` for layered networks only)."""
+        figures = {"test_accuracy": float(self.accuracy), "test_ties": int(self.ties),
+                   "test_silent": int(self.silent), "mean_decision_time": float(self.mean_decision_time),
+                   "hidden_spikes_per_sample": float(self.hidden_spikes_per_sample),
+                   "eval_samples_per_s": float(self.samples_per_s)}
+        if self.spikes_per_layer is not None:
+            figures["spikes_per_layer"] = dict(self.spikes_per_layer)
+        return figures
 
 
-def forward_decisions(bn: BinaryNet, events, engine: str = "event", stop_at_decision: bool = True
-                      ) -> tuple[ForwardResult, metrics.Decision]:
+def forward_decisions(bn: BinaryNet | LayeredNet, events, engine: str = "event", stop_at_decision: bool = True,
+                      keep_times: bool = False) -> tuple[ForwardResult | LayeredResult, metrics.Decision]:
     """Forward pass on ``engine`` (``event`` or ``dense``) plus the prediction rule.
 
     ``stop_at_decision`` applies to the event engine only (the dense reference always runs
-    all ``t_max`` steps)."""
+    all ``t_max`` steps). A :class:`~bstdg.engine.conv.LayeredNet` on the event engine gives
+    a :class:`~bstdg.engine.conv.LayeredResult` (spikes per layer; every neuron's spike time
+    only with ``keep_times``, which costs a conv layer's neurons per sample in memory); every
+    other case a :class:`~bstdg.engine.ForwardResult` with every spike time."""
+    layered = isinstance(bn, LayeredNet)
     if engine == "dense":
-        result = if_network_forward_dense(bn, events)
+        result = layered_forward_dense(bn, events) if layered else if_network_forward_dense(bn, events)
     elif engine == "event":
-        result = if_network_forward(bn, events, stop_at_decision)
+        result = (layered_forward(bn, events, stop_at_decision, keep_times) if layered
+                  else if_network_forward(bn, events, stop_at_decision))
     else:
         raise BstdgError(f"unknown engine {engine!r}; expected event or dense")
     return result, metrics.decide(result.output_times, result.decision_potential, bn.t_max)
 
 
-def score(result: ForwardResult, decision: metrics.Decision, labels: np.ndarray, t_max: int,
-          elapsed_s: float) -> Evaluation:
-    """The evaluation figures of one forward pass."""
+def layer_spikes(result: ForwardResult | LayeredResult, decision: metrics.Decision, t_max: int) -> np.ndarray:
+    """int64 ``(B, n_layers)``: spikes of every layer no later than each sample's decision
+    (a :class:`~bstdg.engine.conv.LayeredResult` of an early-exit run counts exactly those;
+    of a run without early exit, every spike)."""
+    if isinstance(result, LayeredResult):
+        return result.spikes
+    n_off = result.n_off
+    before = (result.times <= decision.time[:, None]) & (result.times < t_max)
+    return np.stack([before[:, n_off[l]:n_off[l + 1]].sum(axis=1) for l in range(len(n_off) - 1)], axis=1)
+
+
+def score(result: ForwardResult | LayeredResult, decision: metrics.Decision, labels: np.ndarray, t_max: int,
+          elapsed_s: float, bn: BinaryNet | LayeredNet | None = None) -> Evaluation:
+    """The evaluation figures of one forward pass. ``bn``: the network, needed for a layered
+    one (its hidden spikes are those of its conv and fc layers: a pool output relays a spike
+    of its window and is counted in ``spikes_per_layer`` only)."""
     n = max(len(labels), 1)
+    per_layer = None
+    if isinstance(bn, LayeredNet):
+        counts = layer_spikes(result, decision, t_max)
+        layers = bn.arch.layers_all
+        neuron_layers = [l for l, layer in enumerate(layers[:-1]) if layer.kind != "pool"]
+        hidden = float(counts[:, neuron_layers].sum() / n)
+        per_layer = {f"{l}:{layer}": float(counts[:, l].sum() / n) for l, layer in enumerate(layers)}
+    else:
+        hidden = float(metrics.hidden_spikes_before_decision(result, decision, t_max).sum() / n)
     return Evaluation(
         accuracy=float(metrics.correct(decision, labels).sum() / n),
         ties=int(decision.tie.sum()),
         silent=int((decision.time >= t_max).sum()),
         mean_decision_time=float(decision.time.sum() / n),
-        hidden_spikes_per_sample=float(
-            metrics.hidden_spikes_before_decision(result, decision, t_max).sum() / n),
-        samples_per_s=n / elapsed_s if elapsed_s > 0 else float("inf"))
+        hidden_spikes_per_sample=hidden,
+        samples_per_s=n / elapsed_s if elapsed_s > 0 else float("inf"),
+        spikes_per_layer=per_layer)
 
 
 def evaluate(net, events, labels: np.ndarray, engine: str = "event") -> Evaluation:
-    """Early-exit inference of a :class:`~bstdg.network.BinarySNN` (or the time-stepped
-    reference with ``engine="dense"``, which must give identical figures)."""
+    """Early-exit inference of a :class:`~bstdg.network.BinarySNN` or a
+    :class:`~bstdg.convnet.LayeredSNN` (or the time-stepped reference with
+    ``engine="dense"``, which must give identical figures)."""
     bn = net.binary()
     start = time.perf_counter()
     result, decision = forward_decisions(bn, events, engine)
-    return score(result, decision, labels, net.t_max, time.perf_counter() - start)
+    return score(result, decision, labels, net.t_max, time.perf_counter() - start, bn)

@@ -37,10 +37,13 @@ from .data.base import FileDataset
 from .errors import BstdgError, Interrupted, Terminated, first_line, interrupt_in
 from .evaluation import evaluate
 from .files import read_json, save_npz, to_json, write_json
+from .conv_train import check_memory_layered, layered_arch
+from .convnet import FORMAT as LAYERED_FORMAT
+from .convnet import LayeredSNN
 from .npzio import read_arrays
 from .network import BinarySNN
 from .recipe import TrainConfig
-from .train import Trainer, check_memory, fit, initial_network
+from .train import check_memory, fit, initial_model, make_trainer
 
 SCHEMA = "bstdg-run/1"
 MODEL, METRICS, CHECKPOINT, LOCK = "model.npz", "metrics.json", "checkpoint.npz", ".lock"
@@ -137,7 +140,8 @@ class RunFolder:
 
     # files
     def save_model(self, net) -> Path:
-        """``net`` (a :class:`~bstdg.network.BinarySNN`) to ``model.npz``, atomically."""
+        """``net`` (a :class:`~bstdg.network.BinarySNN` or :class:`~bstdg.convnet.LayeredSNN`)
+        to ``model.npz``, atomically."""
         net.save(self.model)
         return self.model
 
@@ -173,14 +177,24 @@ class RunFolder:
         self.checkpoint.unlink(missing_ok=True)
 
 
-def load_model(run) -> tuple[BinarySNN, str]:
-    """The model of a run folder (or .npz file) and the dataset it was trained on."""
+def load_model(run) -> tuple[BinarySNN | LayeredSNN, str]:
+    """The model of a run folder (or .npz file) and the dataset it was trained on: a
+    :class:`~bstdg.network.BinarySNN` (format ``bstdg-model``) or a
+    :class:`~bstdg.convnet.LayeredSNN` (format ``bstdg-layered-model``), chosen by the
+    file's ``format`` field."""
     path = model_path(run)
-    net = BinarySNN.load(path)
+    net = LayeredSNN.load(path) if model_format(path) == LAYERED_FORMAT else BinarySNN.load(path)
     dataset = net.meta.get("dataset")
     if not dataset:
         raise BstdgError(f"{path} does not say which dataset it was trained on (meta['dataset'])")
     return net, dataset
+
+
+def model_format(path) -> str | None:
+    """The ``format`` field of the model file at ``path`` (None when it has none; a file
+    that is no readable .npz is one BstdgError line)."""
+    fmt = read_arrays(path, "model file").get("format")
+    return str(fmt) if fmt is not None and fmt.ndim == 0 and fmt.dtype.kind == "U" else None
 
 
 def model_path(run) -> Path:
@@ -193,7 +207,7 @@ def model_path(run) -> Path:
     return path
 
 
-def check_inputs(net: BinarySNN, events, dataset: str) -> None:
+def check_inputs(net: BinarySNN | LayeredSNN, events, dataset: str) -> None:
     """BstdgError when the model's input layer does not fit the dataset's encoding."""
     if events.n_units != net.sizes[0]:
         raise BstdgError(f"the model expects {net.sizes[0]} inputs, {dataset} encodes "
@@ -307,22 +321,30 @@ def train_run(inputs: RunInputs | None, out, *, force: bool = False, resume: boo
             log(f"data: {inputs.dataset} from {where}" + (f" (skipped: {'; '.join(skipped)})" if skipped else ""))
         train = dataset.load("train", config.t_max, inputs.data_dir, inputs.limit_train)
         test = dataset.load("test", config.t_max, inputs.data_dir, inputs.limit_test)
-        sizes = (train.events.n_units, *config.hidden, train.n_classes)
-        check_memory(sizes, max(len(train.labels), len(test.labels)), config.optimizer)
+        if config.layered:
+            try:
+                arch = layered_arch(config, train.encoder.input_shape, train.n_classes)
+            except BstdgError as exc:
+                raise BstdgError(f"{inputs.dataset}: {exc}") from None
+            sizes = arch.sizes
+            check_memory_layered(arch)
+        else:
+            sizes = (train.events.n_units, *config.hidden, train.n_classes)
+            check_memory(sizes, max(len(train.labels), len(test.labels)), config.optimizer)
         if log is not None and config.recipe == "anytime" and config.theta_out > sizes[-2]:
             log(f"note: theta_out {config.theta_out:g} is above the {sizes[-2]} neurons feeding the "
                 f"outputs, so no output can spike: every decision falls back to the potentials at "
                 f"t_max (the fashion-mnist and shd configs intend this; lower it to decide by first spike)")
         meta = {"dataset": inputs.dataset, "encoder": train.encoder.to_dict(),
                 "classes": [str(c) for c in train.classes]}
-        trainer = Trainer(initial_network(config, train.events, train.n_classes, meta), config)
+        trainer = make_trainer(initial_model(config, train.events, train.n_classes, meta), config)
         if state is not None:
             trainer.restore(state)
             if log is not None:
                 log(f"resuming {folder.path} after epoch {trainer.epoch} of {config.epochs}")
         record = {"inputs": inputs.to_dict(), "n_train": len(train.labels), "n_test": len(test.labels)}
 
-        def checkpoint(trainer: Trainer, model, info: dict) -> None:
+        def checkpoint(trainer, model, info: dict) -> None:
             history.append(info)
             folder.save_model(model)
             folder.save_checkpoint(trainer.state(), {**record, "history": history})
@@ -347,7 +369,7 @@ def train_run(inputs: RunInputs | None, out, *, force: bool = False, resume: boo
             "epochs": config.epochs,
             "train_wall_s": float(sum(h["train_seconds"] for h in history)),
             "train_samples_per_s": float(np.median([h["train_samples_per_s"] for h in history])),
-            "sizes": list(model.sizes), "config": config.to_dict(), "history": history,
+            "sizes": list(model.sizes), "arch": config.arch_spec, "config": config.to_dict(), "history": history,
             "classes": meta["classes"], "encoder": meta["encoder"],
             "inputs": inputs.to_dict(), "n_train": len(train.labels), "n_test": len(test.labels),
             "date": today(), "command": command_line(), "versions": versions(),

@@ -1,6 +1,11 @@
 """Training: :class:`Trainer` (one epoch of per-sample SGD or mini-batch Adam, its state
 for checkpoints) and :func:`fit`, the one epoch loop that ``bstdg train``, ``bstdg compare``,
-the estimator and the benchmarks share (hooks for timing, checkpoints and logging)."""
+the estimator and the benchmarks share (hooks for timing, checkpoints and logging).
+
+Networks with conv or pool layers (``TrainConfig.arch``) train through the same loop with
+:class:`bstdg.conv_train.LayeredTrainer`, which has the trainer interface ``fit`` and the run
+folder use (``config``, ``epoch``, ``train_epoch``, ``model``, ``state``/``restore``);
+:func:`initial_model` and :func:`make_trainer` choose the kind from the config."""
 
 from __future__ import annotations
 
@@ -19,25 +24,14 @@ from .errors import BstdgError
 from .engine.event import if_network_batch
 from .learning import (backprop_timing_error, drop_futile, normalise_rows, output_error,
                        output_loss, probe_times, timing_factor, weight_gradient)
+from .conv_train import LayeredTrainer, initial_layered
+from .convnet import LayeredSNN
 from .network import BinarySNN
 from .online import anytime_samples, sgd_samples
-from .optim import Adam, binarize, moving_average
+from .optim import AVERAGE_EVERY, Adam, average_decay, binarize, moving_average  # noqa: F401
 from .progress import Progress
 from .limits import available_memory
 from .recipe import TrainConfig
-
-
-AVERAGE_EVERY = 4  # the running average takes in every 4th update (with the decay to the
-# 4th power) and the last one of each epoch: the same average over hundreds of updates at a
-# quarter of its memory traffic, which was ~12 % of a training step when done after every update
-
-
-def average_decay(average: float, step: int) -> float:
-    """Per-update decay of the running average at update ``step`` (1, 2, ...): ``average``,
-    capped by ``(1 + step) / (10 + step)`` so that short runs (small datasets: a few hundred
-    updates in all) average over their recent updates instead of staying near the initial
-    network."""
-    return min(average, (1.0 + step) / (10.0 + step))
 
 
 class Trainer:
@@ -53,6 +47,9 @@ class Trainer:
     """
 
     def __init__(self, net: BinarySNN, config: TrainConfig):
+        if config.layered or not isinstance(net, BinarySNN):
+            raise BstdgError(f"Trainer trains fc networks; arch {config.arch_spec} trains with "
+                             f"bstdg.conv_train.LayeredTrainer (make_trainer chooses)")
         self.net = net
         self.config = config
         self.rng = np.random.default_rng(config.seed + 1)
@@ -273,17 +270,18 @@ def hidden_events(times: np.ndarray, t_max: int) -> SpikeEvents:
     return SpikeEvents(times[b, i].astype(np.int32), i.astype(np.int32), ptr, times.shape[1])
 
 
-EpochHook = Callable[["Trainer", BinarySNN, dict], None]
+EpochHook = Callable[["Trainer | LayeredTrainer", "BinarySNN | LayeredSNN", dict], None]
 
 
-def fit(trainer: Trainer, train, test=None, *, hooks: tuple = (), timer=None,
+def fit(trainer: Trainer | LayeredTrainer, train, test=None, *, hooks: tuple = (), timer=None,
         progress: bool | None = None, log: Callable | None = print) -> list[dict]:
     """Train ``trainer`` from its current epoch up to ``trainer.config.epochs`` on ``train``
     (an :class:`~bstdg.data.EncodedSplit`), evaluating the saved network
     (:meth:`Trainer.model`) on ``test`` after every epoch. Returns one dict per epoch done
     here (``epoch``, ``train_accuracy_running``, ``loss``, ``train_seconds``,
     ``train_samples_per_s`` and, with ``test``, the keys of
-    :meth:`~bstdg.evaluation.Evaluation.test_metrics`).
+    :meth:`~bstdg.evaluation.Evaluation.test_metrics`). ``trainer``: a :class:`Trainer` or
+    a :class:`~bstdg.conv_train.LayeredTrainer` (:func:`make_trainer`).
 
     ``timer``: a context-manager factory wrapped around each training epoch and nothing else
     (``bstdg compare``'s time and memory meter); ``hooks``: functions
@@ -334,6 +332,22 @@ def check_memory(sizes, n_samples: int, optimizer: str = "sgd") -> None:
                          f"is available: use smaller layers (--hidden) or fewer samples (--limit-*)")
 
 
+def initial_model(config: TrainConfig, train_events: SpikeEvents, n_classes: int,
+                  meta: dict | None = None) -> BinarySNN | LayeredSNN:
+    """The network a run starts from: :func:`initial_network` for fc layers, or, for an
+    ``arch`` with conv or pool layers, :func:`~bstdg.conv_train.initial_layered` on the input
+    shape the encoder recorded (``meta["encoder"]["input_shape"]``)."""
+    if config.layered:
+        shape = ((meta or {}).get("encoder") or {}).get("input_shape")
+        return initial_layered(config, train_events, shape, n_classes, meta)
+    return initial_network(config, train_events, n_classes, meta)
+
+
+def make_trainer(net: BinarySNN | LayeredSNN, config: TrainConfig) -> Trainer | LayeredTrainer:
+    """The trainer of ``net``'s kind: :class:`Trainer` or :class:`~bstdg.conv_train.LayeredTrainer`."""
+    return LayeredTrainer(net, config) if isinstance(net, LayeredSNN) else Trainer(net, config)
+
+
 def initial_network(config: TrainConfig, train_events: SpikeEvents, n_classes: int,
                     meta: dict | None = None) -> BinarySNN:
     """The network a run starts from, sizes from the data and ``config.hidden``.
@@ -343,6 +357,8 @@ def initial_network(config: TrainConfig, train_events: SpikeEvents, n_classes: i
     ``adam`` and ``anytime``: mixed-sign weights, thresholds fitted to up to 512 training
     samples drawn with ``config.seed`` (:meth:`BinarySNN.initialise`); ``anytime`` then sets
     every output threshold to ``config.theta_out``."""
+    if config.layered:
+        raise BstdgError(f"initial_network builds fc networks; arch {config.arch} starts with initial_model")
     rng = np.random.default_rng(config.seed)
     sizes = (train_events.n_units, *config.hidden, n_classes)
     if config.recipe == "sgd":

@@ -5,12 +5,14 @@ import numpy as np
 import pytest
 
 from bstdg.arch import Architecture
-from bstdg.conv_train import ConvRecipe, LayeredTrainer, evaluate_layered, initial_layered
+from bstdg.conv_train import LayeredTrainer, initial_layered
 from bstdg.convnet import LayeredSNN
 from bstdg.encoding import encode_latency, times_to_events
 from bstdg.engine.conv import layered_forward
 from bstdg.engine.dense_conv import layered_forward_dense
 from bstdg.errors import BstdgError
+from bstdg.evaluation import evaluate
+from bstdg.recipe import TrainConfig
 
 from helpers import digit_like_images
 
@@ -86,18 +88,18 @@ def test_with_thresholds_adds_margins_per_layer():
 
 def test_trainer_learns_tiny_images_and_evaluation_matches_the_reference():
     events, labels = tiny_images(300, seed=2)
-    recipe = ConvRecipe(arch="conv4k3,pool2,fc16", t_max=32, epochs=4, theta_out=4.0, hidden_margin=0.0,
-                        lr_w_conv=0.01, fire_conv=0.7, batch_size=16)
+    recipe = TrainConfig(arch="conv4k3,pool2,fc16", t_max=32, epochs=4, theta_out=4.0, hidden_margin=0,
+                         lr_w_conv=0.01, fire_conv=0.7, batch_size=16)
     net = initial_layered(recipe, events, (1, 12, 12), 3)
     trainer = LayeredTrainer(net, recipe)
     start = net.w.copy()
-    before = evaluate_layered(trainer.model(), events, labels)["test_accuracy"]
+    before = evaluate(trainer.model(), events, labels).accuracy
     for _ in range(recipe.epochs):
         info = trainer.train_epoch(events, labels)
     assert info["train_samples_per_s"] > 0 and np.isfinite(info["loss"])
     assert not np.array_equal(net.w[:net.w_off[1]], start[:net.w_off[1]])  # the conv kernels learned
     model = trainer.model()
-    ev = evaluate_layered(model, events, labels)
+    ev = evaluate(model, events, labels).test_metrics()
     assert ev["test_accuracy"] > max(before, 0.5)
     assert set(ev["spikes_per_layer"]) == {"0:conv4k3", "1:pool2", "2:fc16", "3:fc3"}
     # the early-exit figures are those of the time-stepped reference
@@ -112,4 +114,6 @@ def test_recipe_rejects_other_losses():
     from bstdg.learning import LearningRule
 
     with pytest.raises(BstdgError, match="anytime loss only"):
-        ConvRecipe(rule=LearningRule(loss="s4nn"))
+        TrainConfig(arch="conv4k3,pool2,fc16", rule=LearningRule(loss="s4nn"))
+    with pytest.raises(BstdgError, match="anytime loss only"):
+        TrainConfig(arch="conv4k3,pool2,fc16", optimizer="adam")

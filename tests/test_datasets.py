@@ -367,8 +367,13 @@ def test_config_errors(tmp_path, capsys):
     one_line_error(capsys, status, "--config nope: no such file")
 
 
+CONV_CONFIGS = ("mnist-conv", "fashion-mnist-conv", "caltech-face-motor-conv")  # tests/test_conv_cli.py
+
+
 def test_packaged_configs_are_valid():
-    assert set(config_mod.packaged_configs()) == set(DATASET_NAMES)
+    assert set(config_mod.packaged_configs()) == set(DATASET_NAMES) | set(CONV_CONFIGS)
+    for name in CONV_CONFIGS:
+        assert config_mod.load_config(name).dataset == name[:-len("-conv")]
     for name in DATASET_NAMES:
         cfg = config_mod.packaged_config(name)
         assert cfg.dataset == name and cfg.train["epochs"] >= 1 and cfg.train["t_max"] >= 2

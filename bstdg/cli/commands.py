@@ -50,9 +50,10 @@ def train_command(out=None, dataset: str | None = None, config=None, data_dir=No
         dataset, cfg, options = train_settings(dataset, config, train, rule)
         inputs = RunInputs(dataset, cfg, options, None if data_dir is None else str(data_dir),
                            limit_train, limit_test)
-        layers = ",".join(str(n) for n in cfg.hidden)
+        layers = cfg.arch if cfg.layered else ",".join(str(n) for n in cfg.hidden)
         batches = f", batch {cfg.batch_size}" if cfg.optimizer == "adam" else ""
-        print(f"training on {dataset}: hidden {layers}, {cfg.epochs} epochs, t_max {cfg.t_max}, "
+        print(f"training on {dataset}: {'arch' if cfg.layered else 'hidden'} {layers}, {cfg.epochs} epochs, "
+              f"t_max {cfg.t_max}, "
               f"{cfg.optimizer}{batches}, {cfg.loss} loss, seed {cfg.seed} -> {out}")
         if options:
             print("dataset options: " + ", ".join(f"{k}={v}" for k, v in options.items()))
@@ -60,18 +61,26 @@ def train_command(out=None, dataset: str | None = None, config=None, data_dir=No
     total = time.perf_counter() - start
     cfg = result["config"]
     sizes = "-".join(str(s) for s in result["sizes"])
-    print(f"\n{sizes} on {result['dataset']}, {cfg['epochs']} epochs")
+    arch = f" ({result['arch']})" if cfg.get("arch") else ""
+    print(f"\n{sizes}{arch} on {result['dataset']}, {cfg['epochs']} epochs")
     print(f"  test accuracy      {result['test_accuracy']:.4f}  (ties {result['test_ties']}, "
           f"silent {result['test_silent']}; a tie never counts as correct)")
     print(f"  train accuracy     {result['train_accuracy']:.4f}")
     print(f"  decision time      {result['mean_decision_time']:.1f} of {cfg['t_max']} steps")
     print(f"  hidden spikes      {result['hidden_spikes_per_sample']:.1f} per sample "
           f"(up to the decision)")
+    if result.get("spikes_per_layer"):
+        print(f"  spikes per layer   {layer_spikes_line(result['spikes_per_layer'])}")
     print(f"  training           {result['train_samples_per_s']:,.0f} samples/s")
     print(f"  inference          {result['eval_samples_per_s']:,.0f} samples/s (event, early exit)")
     print(f"  wall time          {result['train_wall_s']:.1f} s training, {total:.1f} s in all")
     print(f"  saved              {Path(out) / 'model.npz'}, {Path(out) / 'metrics.json'}")
     return result
+
+
+def layer_spikes_line(per_layer: dict) -> str:
+    """``conv16k5 540.1, pool2 250.3, fc128 30.2, fc10 1.0`` (per sample, up to the decision)."""
+    return ", ".join(f"{name.split(':', 1)[-1]} {value:,.1f}" for name, value in per_layer.items())
 
 
 # --- eval --------------------------------------------------------------------------------
@@ -96,18 +105,21 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     if engine == "event":
         warm_up(net, test.events)  # load/compile the kernel outside the timed evaluation
     ev = evaluate(net, test.events, test.labels, engine)
+    arch = getattr(net, "arch", None)  # a layered (conv) model
     result = {**ev.test_metrics(), "engine": engine, "export_format": fmt,
               "n_samples": len(test.labels), "dataset": dataset, "sizes": list(net.sizes),
-              "t_max": net.t_max}
+              "t_max": net.t_max, **({"arch": str(arch)} if arch is not None else {})}
     if as_json:
         print(json.dumps(result))
     else:
-        sizes = "-".join(str(s) for s in net.sizes)
+        sizes = "-".join(str(s) for s in net.sizes) + (f" ({arch})" if arch is not None else "")
         print(f"{sizes} (t_max {net.t_max}) on {len(test.labels)} {dataset} test samples, "
               f"{engine} engine" + (f", {fmt} export read by its reader" if fmt else ""))
         print(f"  test accuracy      {ev.accuracy:.4f}  (ties {ev.ties}, silent {ev.silent})")
         print(f"  decision time      {ev.mean_decision_time:.1f} steps")
         print(f"  hidden spikes      {ev.hidden_spikes_per_sample:.1f} per sample")
+        if ev.spikes_per_layer is not None:
+            print(f"  spikes per layer   {layer_spikes_line(ev.spikes_per_layer)}")
         print(f"  speed              {ev.samples_per_s:,.0f} samples/s")
     return result
 

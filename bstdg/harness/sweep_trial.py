@@ -25,7 +25,7 @@ import numpy as np
 from ..data import EncodedSplit, get_dataset
 from ..errors import BstdgError
 from ..evaluation import evaluate
-from ..train import Trainer, fit, initial_network
+from ..train import fit, initial_model, make_trainer
 from .sweep_spec import SweepSpec
 
 TRIAL_THREADS = 1  # Numba threads per trial: one trial per CPU
@@ -77,11 +77,11 @@ def run_trial(setup: TrialSetup, point: dict, seed: int, report: Callable[[dict]
     del train
     meta = {"dataset": spec.dataset, "encoder": fit_split.encoder.to_dict(),
             "classes": [str(c) for c in fit_split.classes]}
-    trainer = Trainer(initial_network(config, fit_split.events, fit_split.n_classes, meta), config)
+    trainer = make_trainer(initial_model(config, fit_split.events, fit_split.n_classes, meta), config)
     history: list[float] = []
     last: dict = {}
 
-    def score(trainer: Trainer, model, info: dict) -> None:
+    def score(trainer, model, info: dict) -> None:
         ev = evaluate(model, val.events, val.labels)
         history.append(float(ev.accuracy))
         last.update(epoch=int(trainer.epoch), val_accuracy=float(ev.accuracy),
