@@ -9,8 +9,11 @@ use, so ``import bstdg`` stays light (no Numba compilation, never torch):
 
 * data: :func:`get_dataset`, :func:`load_events` (``bstdg.data``), :class:`EncodedSplit`;
 * training: :class:`TrainConfig`, :class:`LearningRule`, :class:`Trainer`, :func:`fit`,
-  :func:`initial_network`; a run folder: :class:`RunInputs`, :func:`train_run`;
-* models: :class:`BinarySNN` (``load``/``save``), :func:`evaluate`;
+  :func:`initial_network`; for either kind of network (fc or conv, ``TrainConfig.arch``)
+  :func:`initial_model`, :func:`make_trainer` (a :class:`Trainer` or a
+  :class:`LayeredTrainer`); a run folder: :class:`RunInputs`, :func:`train_run`,
+  :func:`load_model`;
+* models: :class:`BinarySNN`, :class:`LayeredSNN` (``load``/``save``), :func:`evaluate`;
 * scikit-learn style: :class:`BinarySNNClassifier`.
 """
 
@@ -26,8 +29,13 @@ _API = {
     "Trainer": "bstdg.train",
     "fit": "bstdg.train",
     "initial_network": "bstdg.train",
+    "initial_model": "bstdg.train",
+    "make_trainer": "bstdg.train",
+    "LayeredTrainer": "bstdg.conv_train",
+    "LayeredSNN": "bstdg.convnet",
     "RunInputs": "bstdg.runs",
     "train_run": "bstdg.runs",
+    "load_model": "bstdg.runs",
     "evaluate": "bstdg.evaluation",
     "get_dataset": "bstdg.data",
     "load_events": "bstdg.data",
