@@ -211,17 +211,22 @@ def run_report(run, data_dir=None, log=print, title: str | None = None) -> dict:
             history, run / "training_curves.png", f"{name}: training curves", metrics.get("batches"))
     else:
         notes.append("metrics.json has no per-epoch history: no training curves")
-    params = parameters(run)
+    layered = _layered_model(run)
+    if layered:  # a conv network: training curves and the metrics table only
+        notes.append("a conv network (metrics.json arch): its parameter distributions and per-sample test "
+                     "figures are not drawn yet (`bstdg eval RUN` prints its figures)")
+    params = None if layered else parameters(run)
     if params is not None:
         weights, thresholds, latent = params
         figures["parameters"] = plots.parameter_distributions(
             weights, thresholds, run / "parameters.png",
             f"{name}: {'latent weights' if latent else 'weights'} and thresholds", latent)
-    else:
+    elif not layered:
         notes.append("no model file (model.npz / model_real.npz): no parameter distributions")
-    outputs, why = test_outputs(run, data_dir)
+    outputs, why = (None, None) if layered else test_outputs(run, data_dir)
     if outputs is None:
-        notes.append(why)
+        if why:
+            notes.append(why)
     else:
         t_max = int(outputs["t_max"])
         sizes = [int(s) for s in outputs["sizes"]]
@@ -244,6 +249,14 @@ def run_report(run, data_dir=None, log=print, title: str | None = None) -> dict:
         log(f"note: {run}: {note}")
     log(f"wrote {path} and {len(figures)} figures")
     return {"report": str(path), "figures": {k: str(v) for k, v in figures.items()}, "notes": notes}
+
+
+def _layered_model(run: Path) -> bool:
+    """``run/model.npz`` holds a conv network (format ``bstdg-layered-model``)."""
+    from .convnet import FORMAT
+    from .runs import model_format
+
+    return (run / "model.npz").is_file() and model_format(run / "model.npz") == FORMAT
 
 
 def parameters(run: Path):

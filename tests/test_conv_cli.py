@@ -110,6 +110,12 @@ def test_eval_and_bench_on_a_conv_run(conv_run, images_file, capsys):
         and set(bench["spikes_per_layer"]) == set(metrics["spikes_per_layer"])
 
 
+def test_report_on_a_conv_run_draws_what_it_can(conv_run, capsys):
+    assert main_cli(["report", str(conv_run)]) == 0
+    assert "a conv network" in capsys.readouterr().out
+    assert (conv_run / "report.md").is_file() and (conv_run / "training_curves.png").is_file()
+
+
 def test_fc_only_arch_is_hidden_bit_for_bit(images_file, tmp_path):
     assert main_cli(train_argv(images_file, tmp_path / "hidden", "--hidden", "12,8")) == 0
     assert main_cli(train_argv(images_file, tmp_path / "arch", "--arch", "fc12,fc8")) == 0
