@@ -185,6 +185,15 @@ def test_conv_on_inputs_without_an_image_shape(tmp_path, capsys):
     one_line_error(capsys, status, "needs an image input")
 
 
+def test_conv_memory_is_checked_before_allocation(images_file, tmp_path, monkeypatch, capsys):
+    import bstdg.conv_train
+
+    monkeypatch.setattr(bstdg.conv_train, "available_memory", lambda: 1 << 20)
+    status = main_cli(train_argv(images_file, tmp_path / "r", *CONV))
+    one_line_error(capsys, status, f"arch {ARCH} on 1x12x12 inputs needs about", "GiB is available")
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
 def test_train_config_arch_round_trip_and_hidden_shorthand():
     c = TrainConfig(arch=" Conv3k3 , pool2, 12")
     assert c.arch == "conv3k3,pool2,fc12" and c.hidden == (12,) and c.layered
