@@ -1,0 +1,204 @@
+"""Exports of layered (conv/pool/fc) networks: the export layout, round-trips of every
+format, and the independent re-runs (numpy simulator, NIR-spec interpreter, C program)
+against the event engine, prediction for prediction, tie for tie, decision time for time."""
+
+import numpy as np
+import pytest
+
+from bstdg import export, metrics
+from bstdg.arch import Architecture
+from bstdg.encoding import encode_latency, times_to_events
+from bstdg.engine.conv import LayeredNet, layered_forward, weight_shape
+from bstdg.export import layered_sim
+from bstdg.export.layered import ExportedLayeredNet, from_layered_net, to_layered_net
+from bstdg.export.model import ExportError, latency_encoder
+
+from helpers import random_multi_spike_events
+
+CASES = [
+    ("conv3k3,pool2", (1, 8, 8)),
+    ("conv4k3s2p1,fc6", (2, 9, 7)),
+    ("conv3k2p1,pool3,conv4k2,fc5", (2, 10, 10)),
+    ("pool2,conv2k3", (3, 7, 9)),
+    ("conv5k3s2,pool2,fc7", (1, 13, 11)),
+    ("fc9,fc6", (1, 5, 5)),
+    ("conv4k3p2,pool2,fc8", (1, 9, 9)),
+]
+IDS = [c[0] for c in CASES]
+
+
+def random_layered(rng, arch: Architecture, t_max: int, p_plus=0.6, max_threshold=4) -> LayeredNet:
+    weights, thresholds = [], []
+    for l, n in enumerate(arch.sizes[1:]):
+        weights.append(np.where(rng.random(weight_shape(arch, l)) < p_plus, 1, -1).astype(np.int8))
+        thresholds.append(rng.integers(1, max_threshold + 1, n).astype(np.int32))
+    return LayeredNet(arch, tuple(weights), tuple(thresholds), t_max)
+
+
+def image_events(rng, n, shape, t_max, p_silent=0.4):
+    x = rng.random((n, int(np.prod(shape))))
+    x[x < p_silent] = 0.0
+    return times_to_events(encode_latency(x, t_max), t_max)
+
+
+def engine_decision(net: LayeredNet, events, stop=True) -> metrics.Decision:
+    r = layered_forward(net, events, stop, False)
+    return metrics.decide(r.output_times, r.decision_potential, net.t_max)
+
+
+def case(spec, shape, seed, t_max=16, n=40, multi=False):
+    rng = np.random.default_rng(seed)
+    arch = Architecture.parse(spec, shape, 4)
+    net = random_layered(rng, arch, t_max)
+    events = (random_multi_spike_events(rng, n, arch.sizes[0], t_max, 30) if multi
+              else image_events(rng, n, shape, t_max))
+    ex = from_layered_net(net, latency_encoder(t_max, list(shape), "synthetic"))
+    return net, events, ex
+
+
+def assert_same(reference, rerun):
+    np.testing.assert_array_equal(rerun.prediction, reference.prediction)
+    np.testing.assert_array_equal(rerun.tie, reference.tie)
+    np.testing.assert_array_equal(rerun.time, reference.time)
+
+
+# --- layout ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, shape", CASES, ids=IDS)
+def test_export_layout_round_trips_to_the_engine(spec, shape):
+    net, _, ex = case(spec, shape, 0)
+    back = to_layered_net(ex)
+    for a, b in zip(net.weights, back.weights):
+        np.testing.assert_array_equal(a, b)
+    for layer, a, b in zip(net.arch.layers_all, net.thresholds, back.thresholds):
+        if layer.kind != "pool":  # a pool layer's thresholds are unused (the export has none)
+            np.testing.assert_array_equal(a, b)
+
+
+def test_export_layout_is_channel_first():
+    """A hand-checked element: the engine's conv weight [ci, ky, kx, co] is the export's
+    [co, ci, ky, kx]; the neuron (c, y, x) is number (c*H + y)*W + x; an fc after a conv
+    reads the conv's channel-first order."""
+    net, _, ex = case("conv3k2,fc5", (2, 4, 5), 1)
+    w0 = net.weights[0]
+    assert ex.bits[0][2, 1, 0, 1] == (w0[1, 0, 1, 2] > 0)
+    c, y, x = 2, 1, 3  # conv output (3, 3, 4): channel-last index (y*4 + x)*3 + c
+    assert ex.thresholds[0][(c * 3 + y) * 4 + x] == net.thresholds[0][(y * 4 + x) * 3 + c]
+    j = 4
+    assert ex.bits[1][j, (c * 3 + y) * 4 + x] == (net.weights[1][(y * 4 + x) * 3 + c, j] > 0)
+
+
+def test_exported_layered_net_checks_itself():
+    _, _, ex = case("conv3k3,pool2,fc4", (1, 8, 8), 2)
+    bad_bits = list(ex.bits)
+    bad_bits[0] = bad_bits[0][:2]
+    with pytest.raises(ExportError, match="layer 0 .*shape"):
+        ExportedLayeredNet(ex.arch, tuple(bad_bits), ex.thresholds, ex.t_max, ex.encoder)
+    bad_th = list(ex.thresholds)
+    bad_th[2] = bad_th[2] * 0
+    with pytest.raises(ExportError, match="thresholds must be in 1"):
+        ExportedLayeredNet(ex.arch, ex.bits, tuple(bad_th), ex.t_max, ex.encoder)
+    with pytest.raises(ExportError, match="encoder t_max"):
+        ExportedLayeredNet(ex.arch, ex.bits, ex.thresholds, ex.t_max + 1, ex.encoder)
+
+
+# --- the numpy simulator against the engine -------------------------------------------
+
+
+@pytest.mark.parametrize("spec, shape", CASES, ids=IDS)
+@pytest.mark.parametrize("seed", range(3))
+def test_simulator_equals_the_engine(spec, shape, seed):
+    net, events, ex = case(spec, shape, seed)
+    ref = engine_decision(net, events)
+    assert_same(ref, layered_sim.simulate_layered(ex, events, batch_size=16))
+    assert_same(ref, engine_decision(net, events, stop=False))
+
+
+@pytest.mark.parametrize("spec, shape", CASES[:4], ids=IDS[:4])
+def test_simulator_equals_the_engine_on_multi_spike_inputs(spec, shape):
+    net, events, ex = case(spec, shape, 7, multi=True)
+    assert_same(engine_decision(net, events), layered_sim.simulate_layered(ex, events))
+
+
+def test_the_cases_cover_ties_and_silent_samples():
+    ties = silent = spiked = 0
+    for spec, shape in CASES:
+        for seed in range(3):
+            net, events, _ = case(spec, shape, seed)
+            d = engine_decision(net, events)
+            ties += int(d.tie.sum())
+            silent += int((d.time == net.t_max).sum())
+            spiked += int((d.time < net.t_max).any())
+    assert ties > 0 and silent > 0 and spiked >= len(CASES) * 2
+
+
+def test_simulator_conv_matches_an_explicit_loop():
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 3, (2, 3, 7, 6)).astype(np.float32)
+    sign = np.where(rng.random((4, 3, 3, 3)) < 0.5, 1, -1).astype(np.int8)
+    for stride, pad in ((1, 0), (2, 1), (2, 2)):
+        got = layered_sim.conv2d(x, sign, stride, pad)
+        xp = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+        ho, wo = (7 + 2 * pad - 3) // stride + 1, (6 + 2 * pad - 3) // stride + 1
+        want = np.zeros((2, 4, ho, wo))
+        for b in range(2):
+            for co in range(4):
+                for oy in range(ho):
+                    for ox in range(wo):
+                        want[b, co, oy, ox] = np.sum(xp[b, :, oy * stride:oy * stride + 3,
+                                                        ox * stride:ox * stride + 3] * sign[co])
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_changed_weight_is_noticed_by_the_simulator():
+    net, events, ex = case("conv3k3,pool2,fc4", (1, 8, 8), 5, n=80)
+    ref = engine_decision(net, events)
+    bits = list(ex.bits)
+    bits[2] = 1 - bits[2]  # every fc sign flipped
+    other = ExportedLayeredNet(ex.arch, tuple(bits), ex.thresholds, ex.t_max, ex.encoder)
+    with pytest.raises(ExportError, match="differs from the trained model"):
+        export.verify.compare("flipped", ref, layered_sim.simulate_layered(other, events))
+
+
+# --- npz ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, shape", CASES, ids=IDS)
+def test_npz_round_trip_and_verify(spec, shape, tmp_path):
+    net, events, ex = case(spec, shape, 1)
+    path = export.write("npz", ex, tmp_path / "m.npz")
+    back = export.read("npz", path)
+    assert isinstance(back, ExportedLayeredNet) and back.digest() == ex.digest()
+    assert str(back.arch) == str(ex.arch)
+    for a, b in zip(back.bits, ex.bits):
+        np.testing.assert_array_equal(a, b)
+    check = export.verify_file("npz", path, net, events)
+    assert check["n_samples"] == len(events)
+    assert export.detect_format(path) == "npz"
+
+
+def test_npz_corruption_is_caught(tmp_path):
+    _, _, ex = case("conv3k3,pool2,fc4", (1, 8, 8), 3)
+    path = export.write("npz", ex, tmp_path / "m.npz")
+    with np.load(path) as z:
+        arrays = dict(z)
+
+    def broken(**changes):
+        bad = {**arrays, **changes}
+        p = tmp_path / "bad.npz"
+        np.savez(p, **{k: v for k, v in bad.items() if v is not None})
+        return p
+
+    flipped = arrays["layer0_bits"].copy()
+    flipped[0, 0] ^= 0x80
+    for changes, message in (
+            ({"layer0_bits": flipped}, "digest"),
+            ({"layer2_thresholds": None}, "layer 2 thresholds are nothing"),
+            ({"arch": np.array('{"layers": [}')}, "architecture record is malformed"),
+            ({"layer0_shape": np.array([3, 1, 2, 2])}, "layer 0 .* shape"),
+            ({"kind": np.array("other")}, "kind 'layered'"),
+            ({"format_version": np.array(3)}, "v3"),
+    ):
+        with pytest.raises(ExportError, match=message):
+            export.read("npz", broken(**changes))
