@@ -202,3 +202,68 @@ def test_npz_corruption_is_caught(tmp_path):
     ):
         with pytest.raises(ExportError, match=message):
             export.read("npz", broken(**changes))
+
+
+# --- NIR ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, shape", CASES, ids=IDS)
+def test_nir_round_trip_and_spec_interpreter(spec, shape, tmp_path):
+    pytest.importorskip("nir")
+    from bstdg.export import nir_spec
+
+    net, events, ex = case(spec, shape, 2)
+    path = export.write("nir", ex, tmp_path / "m.nir")
+    back = export.read("nir", path)
+    assert isinstance(back, ExportedLayeredNet) and back.digest() == ex.digest()
+    ref = engine_decision(net, events)
+    assert_same(ref, nir_spec.run_file(path, events, batch_size=16))
+    export.verify_file("nir", path, net, events, reference=ref)
+
+
+def test_nir_graph_has_conv_pool_flatten_nodes(tmp_path):
+    nir = pytest.importorskip("nir")
+    _, _, ex = case("conv3k3p1,pool2,fc4", (2, 8, 8), 3)
+    graph = nir.read(export.write("nir", ex, tmp_path / "m.nir"))
+    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    assert kinds["conv0"] == "Conv2d" and kinds["pool1"] == "SumPool2d" and kinds["flatten2"] == "Flatten"
+    assert np.asarray(graph.nodes["conv0"].weight).shape == (3, 2, 3, 3)
+    assert np.asarray(graph.nodes["if0"].v_threshold).shape == (3, 8, 8)
+    assert (np.asarray(graph.nodes["if1"].v_threshold) == 0.5).all()
+    assert list(np.asarray(graph.nodes["input"].input_type["input"])) == [2, 8, 8]
+
+
+def test_nir_spec_pooling_is_the_earliest_spike(tmp_path):
+    """SumPool2d -> IF(0.5, fire-once) relays only the first spike of a window, even when the
+    window gets several spikes over several steps: a one-window net whose fc outputs need
+    two pool spikes never fire."""
+    pytest.importorskip("nir")
+    from bstdg.encoding import SpikeEvents
+    from bstdg.export import nir_spec
+
+    arch = Architecture.parse("pool2", (1, 2, 2), 2)
+    net = LayeredNet(arch, (np.zeros(0, np.int8), np.ones((1, 2), np.int8)),
+                     (np.ones(1, np.int32), np.array([2, 2], np.int32)), 8)
+    ex = from_layered_net(net, latency_encoder(8, [1, 2, 2]))
+    path = export.write("nir", ex, tmp_path / "p.nir")
+    # all four pixels, at steps 1, 2, 3, 3: one pool spike (step 1), both outputs at 1: silent
+    events = SpikeEvents(np.array([1, 2, 3, 3], np.int32), np.array([0, 1, 2, 3], np.int32),
+                         np.array([0, 4]), 4)
+    got = nir_spec.run_file(path, events)
+    assert got.time.tolist() == [8] and got.prediction.tolist() == [0] and got.tie.tolist() == [True]
+    assert_same(engine_decision(net, events), got)
+
+
+def test_nir_layered_corruption_is_caught(tmp_path):
+    nir = pytest.importorskip("nir")
+    _, _, ex = case("conv3k3,pool2,fc4", (1, 8, 8), 3)
+    graph = nir.read(export.write("nir", ex, tmp_path / "m.nir"))
+    graph.nodes["conv0"].weight[0, 0, 0, 0] *= -1
+    nir.write(tmp_path / "bad.nir", graph)
+    with pytest.raises(ExportError, match="digest"):
+        export.read("nir", tmp_path / "bad.nir")
+    graph = nir.read(tmp_path / "m.nir")
+    graph.nodes["if1"].v_threshold[:] = 1.5
+    nir.write(tmp_path / "bad2.nir", graph)
+    with pytest.raises(ExportError, match="SumPool2d"):
+        export.read("nir", tmp_path / "bad2.nir")

@@ -122,6 +122,9 @@ def write_layered_npz(ex: ExportedLayeredNet, path) -> Path:
 
 
 def _read_layered(z: dict, source: str) -> ExportedLayeredNet:
+    if "kind" not in z or "arch" not in z:
+        raise ExportError(f"{source}: export format v2 (a layered network) without its 'kind' and 'arch' "
+                          f"(corrupt file)")
     if scalar(z, "kind", "str", source, ExportError) != "layered":
         raise ExportError(f"{source}: export format v2 must have kind 'layered'")
     try:
