@@ -267,3 +267,43 @@ def test_nir_layered_corruption_is_caught(tmp_path):
     nir.write(tmp_path / "bad2.nir", graph)
     with pytest.raises(ExportError, match="SumPool2d"):
         export.read("nir", tmp_path / "bad2.nir")
+
+
+# --- C -----------------------------------------------------------------------------------
+
+needs_cc = pytest.mark.skipif(export.c_format.c_compiler() is None, reason="no C compiler")
+
+
+@needs_cc
+@pytest.mark.parametrize("spec, shape", CASES, ids=IDS)
+def test_c_reference_infers_layered_networks(spec, shape, tmp_path):
+    net, events, ex = case(spec, shape, 4)
+    path = export.write("c", ex, tmp_path / "m.h")
+    back = export.read("c", path)
+    assert isinstance(back, ExportedLayeredNet) and back.digest() == ex.digest()
+    ref = engine_decision(net, events)
+    assert_same(ref, export.c_format.run_c_reference(path, events, ex.t_max))
+    check = export.verify_file("c", path, net, events, reference=ref)
+    assert check["c_reference"] is True
+
+
+@needs_cc
+@pytest.mark.parametrize("spec, shape", CASES[:4], ids=IDS[:4])
+def test_c_reference_on_multi_spike_inputs(spec, shape, tmp_path):
+    net, events, ex = case(spec, shape, 8, multi=True)
+    path = export.write("c", ex, tmp_path / "m.h")
+    assert_same(engine_decision(net, events), export.c_format.run_c_reference(path, events, ex.t_max))
+
+
+@needs_cc
+def test_c_reference_notices_a_changed_header(tmp_path):
+    net, events, ex = case("conv3k3,pool2,fc4", (1, 8, 8), 5, n=80)
+    path = export.write("c", ex, tmp_path / "m.h")
+    text = path.read_text()
+    start = text.index("0x", text.index("bstdg_w0["))  # the first weight byte of layer 0
+    edited = text[:start] + f"0x{int(text[start:start + 4], 16) ^ 0x80:02x}" + text[start + 4:]
+    (tmp_path / "bad.h").write_text(edited)
+    with pytest.raises(ExportError, match="CRC32|digest|DIGEST|weights"):
+        export.read("c", tmp_path / "bad.h")
+    with pytest.raises(ExportError, match="C reference failed.*CRC-32"):
+        export.c_format.run_c_reference(tmp_path / "bad.h", events, ex.t_max)
