@@ -307,3 +307,105 @@ def test_c_reference_notices_a_changed_header(tmp_path):
         export.read("c", tmp_path / "bad.h")
     with pytest.raises(ExportError, match="C reference failed.*CRC-32"):
         export.c_format.run_c_reference(tmp_path / "bad.h", events, ex.t_max)
+
+
+# --- hex and the HDL refusal ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec, shape", CASES, ids=IDS)
+def test_hex_round_trip_and_verify(spec, shape, tmp_path):
+    net, events, ex = case(spec, shape, 6)
+    folder = export.write("hex", ex, tmp_path / "hex")
+    back = export.read("hex", folder)
+    assert isinstance(back, ExportedLayeredNet) and back.digest() == ex.digest()
+    assert export.detect_format(folder) == "hex"
+    export.verify_file("hex", folder, net, events)
+
+
+def test_hex_conv_rows_are_kernels_msb_first(tmp_path):
+    _, _, ex = case("conv2k3,fc3", (1, 5, 5), 1)
+    folder = export.write("hex", ex, tmp_path / "hex")
+    lines = (folder / "layer0_weights.hex").read_text().split()
+    assert len(lines) == 2 and all(len(s) == 3 for s in lines)  # 9 bits -> 3 digits
+    first = int(lines[1], 16) >> 3  # 12 bits, 3 of padding
+    assert [(first >> (8 - i)) & 1 for i in range(9)] == ex.bits[0][1].ravel().tolist()
+    assert len((folder / "layer0_thresholds.hex").read_text().split()) == 2 * 3 * 3
+
+
+def test_hex_layered_corruption_is_caught(tmp_path):
+    _, _, ex = case("conv3k3,pool2,fc4", (1, 8, 8), 3)
+    folder = export.write("hex", ex, tmp_path / "hex")
+    path = folder / "layer0_thresholds.hex"
+    path.write_text(path.read_text().replace("0001", "0002", 1) if "0001" in path.read_text()
+                    else "0001\n" + path.read_text()[5:])
+    with pytest.raises(ExportError, match="SHA-256"):
+        export.read("hex", folder)
+
+
+def test_hdl_refuses_a_conv_export_in_one_line(tmp_path):
+    from bstdg.export import hdl
+
+    net, events, ex = case("conv3k3,pool2,fc4", (1, 8, 8), 3)
+    folder = export.write("hex", ex, tmp_path / "hex")
+    with pytest.raises(ExportError, match="fc networks only") as exc:
+        hdl.simulate_hdl(folder, events)
+    assert "\n" not in str(exc.value)
+
+
+# --- CLI ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def conv_run(tmp_path, monkeypatch):
+    """A saved conv4k5,pool2,fc16 LayeredSNN (t_max 32, random latent values, meta dataset
+    mnist) next to the fake MNIST of :func:`helpers.untrained_model_run` (40 test images)."""
+    from bstdg.convnet import LayeredSNN
+    from helpers import untrained_model_run
+
+    monkeypatch.delenv("BSTDG_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    run, data = untrained_model_run(tmp_path, 40)
+    rng = np.random.default_rng(9)
+    arch = Architecture.parse("conv4k5,pool2,fc16", (1, 28, 28), 10)
+    n_w = sum(int(np.prod(weight_shape(arch, l))) for l in range(len(arch.layers_all)))
+    n_th = 4 + 16 + 10  # per channel for conv, per neuron for fc
+    net = LayeredSNN(arch, 32, rng.uniform(-1, 1, n_w).astype(np.float32),
+                     np.concatenate([rng.uniform(1, 6, 4), rng.uniform(1, 12, 16), rng.uniform(1, 6, 10)]
+                                    ).astype(np.float32),
+                     meta={"dataset": "mnist", "encoder": {"kind": "latency", "t_max": 32,
+                                                           "input_shape": [28, 28]}})
+    assert net.theta.size == n_th
+    net.save(run / "model.npz")
+    return run, data
+
+
+@pytest.mark.parametrize("fmt", ["npz", "nir", "c", "hex"])
+def test_cli_export_verify_of_a_conv_model(fmt, conv_run, capsys):
+    from bstdg.cli import main_cli
+
+    if fmt == "nir":
+        pytest.importorskip("nir")
+    run, data = conv_run
+    out = run / {"npz": "e.npz", "nir": "e.nir", "c": "m.h", "hex": "hexdir"}[fmt]
+    status = main_cli(["export", str(run), "--format", fmt, "--out", str(out), "--verify",
+                       "--data-dir", str(data.parent)])
+    printed = capsys.readouterr().out
+    assert status == 0, printed
+    assert "identical predictions" in printed and "40 mnist test samples" in printed
+    assert "conv4k5,pool2,fc16 -> 784-2304-576-16-10" in printed
+    silent = int(printed.split("silent ")[1].split(")")[0])
+    assert silent < 40  # some outputs fire: decision times are compared, not only potentials
+    back = export.read(fmt, out)
+    assert isinstance(back, ExportedLayeredNet) and str(back.arch) == "conv4k5,pool2,fc16"
+    if fmt == "c" and export.c_format.c_compiler() is not None:
+        assert "compiled and run" in printed
+
+
+def test_cli_verify_hdl_refuses_a_conv_model(conv_run, capsys):
+    from bstdg.cli import main_cli
+
+    run, _ = conv_run
+    status = main_cli(["export", str(run), "--format", "hex", "--out", str(run / "h"), "--verify-hdl",
+                       "--random-inputs", "5"])
+    err = capsys.readouterr().err
+    assert status == 1 and "fc networks only" in err and len(err.strip().splitlines()) == 1
