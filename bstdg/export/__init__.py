@@ -16,7 +16,9 @@ same for ``nir``, ``c``, ``hex``) work on a :class:`~bstdg.engine.BinaryNet`.
 numpy simulator of :mod:`.verify` (and, for ``c``, compiles and runs the C program) and
 requires the predictions to equal the trained model's (a ``nir`` file is also run by the
 NIR-specification interpreter of :mod:`.nir_spec`; a ``hex`` folder can run in an HDL
-simulator with :mod:`.hdl`). This package imports
+simulator with :mod:`.hdl`, fc networks only). Layered (conv/pool/fc) networks are an
+:class:`~.layered.ExportedLayeredNet` in every format (channel-first layout; npz, C header
+and hex manifest version 2), re-run by :mod:`.layered_sim`. This package imports
 :mod:`bstdg.engine` only inside the functions that return or take a ``BinaryNet``.
 """
 

@@ -24,7 +24,10 @@
  * Semantics (docs/export.md): non-leaky integrate-and-fire neurons with +-1 weights and
  * integer thresholds, each fires at most once, at the first step where its potential is
  * >= its threshold; every input spike of a step is added before any threshold is compared;
- * a spike is integrated by the next layer in the same step (no delay).
+ * a spike is integrated by the next layer in the same step (no delay). Header version 1
+ * holds fc layers; version 2 (docs/export.md, "Conv networks") also conv layers (+-1
+ * kernels, stride, zero padding) and earliest-spike pooling (an output fires at the first
+ * spike of its window, once), image tensors channel-first.
  * Prediction: the output that fires first; among outputs firing in that step the higher
  * potential, then the lower index; if no output fires, the highest potential after the
  * last input spike (then the lower index). Only additions, comparisons and bit tests: no
