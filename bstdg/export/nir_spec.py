@@ -27,7 +27,8 @@ graph's metadata (``bstdg_readout``: the output spikes and the output potentials
 earliest step with an output spike decides; among the outputs spiking at that step the
 highest potential wins, equal potentials go to the lower index (a tie); with no output
 spike, every output is a candidate with its potential after the last step, and the
-decision time is ``t_max``.
+decision time is ``t_max``. A decided sample is dropped from the batch (nothing after its
+decision step enters the rule).
 """
 
 from __future__ import annotations
@@ -169,6 +170,10 @@ class Interpreter:
     def reset(self):
         self.state = {}
 
+    def select(self, rows: np.ndarray):
+        """Keep only the batch rows ``rows`` (a mask) of every node's state."""
+        self.state = {k: v[rows] for k, v in self.state.items()}
+
     def step(self, x: np.ndarray) -> dict:
         """One step with input ``x`` ``(B, n_in)``; returns every node's output."""
         out = {}
@@ -262,21 +267,32 @@ def run_graph(graph, events, t_max: int, batch_size: int = 2048) -> SpecRun:
         n = stop - start
         machine.reset()
         decided = np.full(n, t_max, np.int64)
-        cand = potential = None
+        live = np.arange(n)  # the undecided samples, the rows of the machine's state
+        row_of = np.arange(n)
+        cand = potential = v_live = None
         for t in range(t_max):
-            x = np.zeros((n, n_in), np.float64)
-            np.add.at(x, (owner[bounds[t]:bounds[t + 1]], u_ev[bounds[t]:bounds[t + 1]]), 1.0)
-            out = machine.step(x.reshape(n, *in_shape))
+            o, u = owner[bounds[t]:bounds[t + 1]], u_ev[bounds[t]:bounds[t + 1]]
+            keep = row_of[o] >= 0
+            x = np.zeros((len(live), n_in), np.float64)
+            np.add.at(x, (row_of[o[keep]], u[keep]), 1.0)
+            out = machine.step(x.reshape(len(live), *in_shape))
             z, v = out[spikes_name], out[potential_name]
             if cand is None:
-                cand, potential = np.zeros(z.shape, bool), np.zeros(v.shape)
-            new = (decided == t_max) & (z > 0).any(axis=1)
-            decided[new] = t
-            cand[new], potential[new] = z[new] > 0, v[new]
-            if (decided < t_max).all():
+                cand, potential = np.zeros((n, z.shape[1]), bool), np.zeros((n, v.shape[1]))
+            new = (z > 0).any(axis=1)
+            v_live = v
+            if new.any():  # decided now: record, then drop from the state (nothing later matters)
+                idx = live[new]
+                decided[idx] = t
+                cand[idx], potential[idx] = z[new] > 0, v[new]
+                machine.select(~new)
+                live, v_live = live[~new], v[~new]
+                row_of[:] = -1
+                row_of[live] = np.arange(len(live))
+            if len(live) == 0:
                 break
-        silent = decided == t_max
-        cand[silent], potential[silent] = True, out[potential_name][silent]
+        if len(live):
+            cand[live], potential[live] = True, v_live
         score = np.where(cand, potential, -np.inf)
         winners = score == score.max(axis=1, keepdims=True)
         parts.append(SpecRun(winners.argmax(axis=1).astype(np.int64), winners.sum(axis=1) > 1,
