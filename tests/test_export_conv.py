@@ -176,6 +176,9 @@ def test_npz_round_trip_and_verify(spec, shape, tmp_path):
     check = export.verify_file("npz", path, net, events)
     assert check["n_samples"] == len(events)
     assert export.detect_format(path) == "npz"
+    model = export.ExportedModel(back, str(path))  # what `bstdg eval FILE` reads
+    assert model.arch == net.arch and model.sizes == net.sizes
+    assert all(np.array_equal(a, b) for a, b in zip(model.binary().weights, net.weights))
 
 
 def test_npz_corruption_is_caught(tmp_path):

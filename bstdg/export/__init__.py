@@ -286,7 +286,15 @@ class ExportedModel:
     def meta(self) -> dict:
         return {"dataset": self.net.encoder.get("dataset"), "encoder": self.net.encoder}
 
+    @property
+    def arch(self):
+        """The architecture of a layered export (None for an fc one)."""
+        return getattr(self.net, "arch", None)
+
     def binary(self):
+        """The engine's ``BinaryNet``, or ``LayeredNet`` for a layered export."""
+        if isinstance(self.net, ExportedLayeredNet):
+            return to_layered_net(self.net)
         return to_binary_net(self.net)
 
 
