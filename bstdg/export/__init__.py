@@ -62,11 +62,11 @@ class ExportFormat:
 FORMATS = {f.name: f for f in (
     ExportFormat("npz", "canonical versioned .npz: packed sign bits, int32 thresholds, encoder",
                  npz.write_npz, npz.read_npz, "export.npz"),
-    ExportFormat("nir", "NIR graph (HDF5): Linear(±1) -> fire-once IF per layer, I readout",
+    ExportFormat("nir", "NIR graph (HDF5): Linear, Conv2d or SumPool2d -> fire-once IF per layer, I readout",
                  nir_format.write_nir, nir_format.read_nir, "export.nir"),
     ExportFormat("c", "C99 header: const uint8_t packed weights, int16_t thresholds",
                  c_format.write_c, c_format.read_c_header, "bstdg_model.h"),
-    ExportFormat("hex", "$readmemh memory files, one line per neuron, plus manifest.json",
+    ExportFormat("hex", "$readmemh memory files, one line per neuron (conv: per kernel), plus manifest.json",
                  hex_format.write_hex, hex_format.read_hex, "hex", is_folder=True),
 )}
 
