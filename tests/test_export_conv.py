@@ -412,3 +412,17 @@ def test_cli_verify_hdl_refuses_a_conv_model(conv_run, capsys):
                        "--random-inputs", "5"])
     err = capsys.readouterr().err
     assert status == 1 and "fc networks only" in err and len(err.strip().splitlines()) == 1
+
+
+def test_write_model_takes_a_layered_snn(tmp_path):
+    from bstdg.convnet import LayeredSNN
+
+    rng = np.random.default_rng(11)
+    arch = Architecture.parse("conv3k3,pool2,fc8", (1, 10, 10), 4)
+    n_w = sum(int(np.prod(weight_shape(arch, l))) for l in range(len(arch.layers_all)))
+    net = LayeredSNN(arch, 16, rng.uniform(-1, 1, n_w).astype(np.float32),
+                     rng.uniform(1, 4, 3 + 8 + 4).astype(np.float32))
+    events = image_events(rng, 30, (1, 10, 10), 16)
+    for fmt, name in (("npz", "m.npz"), ("c", "m.h"), ("hex", "hex")):
+        path = export.write_model(net, latency_encoder(16, [1, 10, 10]), fmt, tmp_path / name)
+        assert export.verify_file(fmt, path, net, events)["n_samples"] == 30

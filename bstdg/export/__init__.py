@@ -46,7 +46,7 @@ __all__ = ["FORMATS", "ExportFormat", "ExportError", "ExportedNet", "export_npz"
            "latency_encoder", "from_binary_net", "to_binary_net", "write", "read",
            "output_path", "encoder_for_model", "verify_file", "random_events", "detect_format",
            "ExportedModel", "exported_model", "ExportedLayeredNet", "from_layered_net",
-           "to_layered_net", "is_layered", "exported", "export_footprint", "layered_decisions"]
+           "to_layered_net", "is_layered", "exported", "write_model", "export_footprint", "layered_decisions"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,12 @@ def exported(net, encoder: dict):
     if is_layered(net):
         return from_layered_net(net, encoder)
     return from_binary_net(net.binary() if hasattr(net, "binary") else net, encoder)
+
+
+def write_model(net, encoder: dict, fmt: str, out) -> Path:
+    """Write a trained network (``BinarySNN``/``BinaryNet`` or ``LayeredSNN``/``LayeredNet``)
+    in format ``fmt``: :func:`exported`, then :func:`write`."""
+    return write(fmt, exported(net, encoder), out)
 
 
 def export_footprint(ex) -> dict:
