@@ -39,7 +39,9 @@ from .model import (THRESHOLD_MAX, ExportError, ExportedNet, encoder_json, from_
                     to_binary_net)
 
 FORMAT = "bstdg-nir"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # the newest this bstdg reads; fc graphs are written as v2, layered ones as v3
+FC_VERSION = 2
+LAYERED_VERSION = 3
 V_RESET = -float(2 ** 22)  # below any reachable potential: a spec-following IF fires once
 SEMANTICS = ("fire-once non-leaky IF (v_reset far below any reachable potential), no synaptic "
              "delay (a spike is integrated by the next layer in the same time step); Euler with "
@@ -71,7 +73,7 @@ def require_nir():
 
 
 def _constants() -> dict:
-    return {"nir": require_nir(), "FORMAT": FORMAT, "FORMAT_VERSION": FORMAT_VERSION, "V_RESET": V_RESET,
+    return {"nir": require_nir(), "FORMAT": FORMAT, "FORMAT_VERSION": LAYERED_VERSION, "V_RESET": V_RESET,
             "SEMANTICS": SEMANTICS, "READOUT": READOUT, "metadata_int": _metadata_int}
 
 
@@ -97,7 +99,7 @@ def to_graph(ex):
     nodes["potential"] = nir.Output(output_type={"output": np.array([n_out])})
     edges += [(previous, "output"), (f"fc{len(ex.bits) - 1}", "integrator"),
               ("integrator", "potential")]
-    metadata = {"bstdg_format": FORMAT, "bstdg_format_version": FORMAT_VERSION,
+    metadata = {"bstdg_format": FORMAT, "bstdg_format_version": FC_VERSION,
                 "t_max": int(ex.t_max), "encoder": encoder_json(ex.encoder),
                 "bstdg_semantics": SEMANTICS, "bstdg_readout": json.dumps(READOUT),
                 "bstdg_digest": ex.digest()}
@@ -197,10 +199,14 @@ def _from_graph(graph, source: str) -> ExportedNet:
         edges = [e for e in edges if e not in tail]
         del nodes["integrator"], nodes["potential"]
     if "bstdg_kind" in meta and _metadata_str(meta, "bstdg_kind", source) == LAYERED:
-        if version < 2:
-            raise ExportError(f"{source}: a layered network in bstdg NIR format v{version}")
+        if version < LAYERED_VERSION:
+            raise ExportError(f"{source}: a layered network in bstdg NIR format v{version} (layered graphs "
+                              f"are v{LAYERED_VERSION})")
         return from_graph_layered(graph, nodes, edges, {**meta, "_feeding": feeding[0]}, _constants(), source,
                                   _metadata_str)
+    if version >= LAYERED_VERSION:
+        raise ExportError(f"{source}: bstdg NIR format v{version} holds a layered network but its metadata "
+                          f"has no bstdg_kind 'layered'")
     succ = {}
     for a, b in edges:
         if a in succ:

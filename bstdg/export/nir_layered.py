@@ -21,8 +21,8 @@ encoder's ``(C, H, W)``)::
   ``fc{l}`` ``(n_out, n_in)`` ±1 and ``IF`` ``if{l}``.
 
 The readout is the fc export's: the last Linear also feeds the integrator ``I`` node
-``integrator`` and the Output ``potential``; metadata as in :mod:`.nir_format` plus
-``bstdg_kind = "layered"`` and ``bstdg_arch`` (the architecture JSON, also covered by the
+``integrator`` and the Output ``potential``; metadata as in :mod:`.nir_format` with
+``bstdg_format_version`` 3, plus ``bstdg_kind = "layered"`` and ``bstdg_arch`` (the architecture JSON, also covered by the
 digest).
 """
 
