@@ -22,8 +22,8 @@ encoder's ``(C, H, W)``)::
 
 The readout is the fc export's: the last Linear also feeds the integrator ``I`` node
 ``integrator`` and the Output ``potential``; metadata as in :mod:`.nir_format` with
-``bstdg_format_version`` 3, plus ``bstdg_kind = "layered"`` and ``bstdg_arch`` (the architecture JSON, also covered by the
-digest).
+``bstdg_format_version`` 3, plus ``bstdg_kind = "layered"`` and ``bstdg_arch`` (the
+architecture JSON, also covered by the digest).
 """
 
 from __future__ import annotations
