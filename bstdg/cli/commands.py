@@ -183,12 +183,16 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     if verify_hdl and format != "hex":  # --verify-hdl (issue 18)
         raise BstdgError("--verify-hdl runs the Verilog core on a hex export; use --format hex")
     net, dataset = load_model(run)
+    layered = export_mod.is_layered(net)
+    if verify_hdl and layered:
+        raise BstdgError(f"--verify-hdl: the Verilog core in hardware/ runs fc networks only; this model has "
+                         f"conv/pool layers ({net.arch}); verify its hex export with --verify instead")
     target = export_mod.output_path(format, out)
     if target.resolve() == model_path(run).resolve():
         raise BstdgError(f"--out {target} would overwrite the model itself; choose another name")
     refuse_run_file(target)
     bn = net.binary()
-    exported = export_mod.from_binary_net(bn, export_mod.encoder_for_model(net))
+    exported = export_mod.exported(bn, export_mod.encoder_for_model(net))
     events, where = None, None
     if random_inputs:
         events = export_mod.random_events(random_inputs, net.sizes[0], net.t_max)
@@ -201,15 +205,16 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
         check_inputs(net, test.events, dataset)
         events, where = test.events, f"{len(test.labels):,} {dataset} test samples"
     path = export_mod.write(format, exported, out)
-    fp = export_mod.footprint(exported)
+    fp = export_mod.export_footprint(exported)
     files = sorted(path.iterdir()) if path.is_dir() else [path]
     on_disk = sum(f.stat().st_size for f in files if f.is_file())
     print(f"wrote {path} ({spec.description})")
-    print(f"  network            {'-'.join(map(str, net.sizes))}, t_max {net.t_max}, "
-          f"trained on {dataset}")
+    print(f"  network            {(str(net.arch) + ' -> ') if layered else ''}"
+          f"{'-'.join(map(str, net.sizes))}, t_max {net.t_max}, trained on {dataset}")
     print(f"  weights            {fp['weight_bytes']:,} B ({fp['n_weights']:,} weights, "
           f"1 bit each, rows padded to whole bytes)")
-    print(f"  thresholds         {fp['threshold_bytes']:,} B ({fp['n_neurons']:,} x int16)")
+    print(f"  thresholds         {fp['threshold_bytes']:,} B ({fp['n_neurons']:,} x int16"
+          f"{', one per neuron' if layered else ''})")
     print(f"  together           {fp['total_bytes']:,} B; as float32 {fp['float32_bytes']:,} B "
           f"({fp['ratio']:.1f}x larger)")
     print(f"  on disk            {on_disk:,} B in {len(files)} file{'s' if len(files) > 1 else ''}")
@@ -219,7 +224,8 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
         check = export_mod.verify_file(format, path, bn, events)
         print(f"  verified           identical predictions, ties and decision times on {where} "
               f"(file re-read by the {format} reader, re-run by the independent numpy "
-              f"simulator{' and the NIR-spec interpreter' if format == 'nir' else ''}; "
+              f"{'layered ' if layered else ''}simulator"
+              f"{' and the NIR-spec interpreter' if format == 'nir' else ''}; "
               f"ties {check['ties']}, silent {check['silent']})")
         if format == "c":
             print("  C reference        " + (

@@ -16,7 +16,9 @@ same for ``nir``, ``c``, ``hex``) work on a :class:`~bstdg.engine.BinaryNet`.
 numpy simulator of :mod:`.verify` (and, for ``c``, compiles and runs the C program) and
 requires the predictions to equal the trained model's (a ``nir`` file is also run by the
 NIR-specification interpreter of :mod:`.nir_spec`; a ``hex`` folder can run in an HDL
-simulator with :mod:`.hdl`). This package imports
+simulator with :mod:`.hdl`, fc networks only). Layered (conv/pool/fc) networks are an
+:class:`~.layered.ExportedLayeredNet` in every format (channel-first layout; npz, C header
+and hex manifest version 2), re-run by :mod:`.layered_sim`. This package imports
 :mod:`bstdg.engine` only inside the functions that return or take a ``BinaryNet``.
 """
 
@@ -32,6 +34,7 @@ from ..errors import BstdgError
 from . import c_format, hex_format, npz, nir_format
 from .c_format import export_c, load_c_header, read_c_header
 from .hex_format import export_hex, load_hex, read_hex
+from .layered import ExportedLayeredNet, from_layered_net, layered_footprint, to_layered_net
 from .model import (ExportError, ExportedNet, footprint, from_binary_net, latency_encoder,
                     to_binary_net)
 from .nir_format import export_nir, load_nir, read_nir
@@ -42,7 +45,8 @@ __all__ = ["FORMATS", "ExportFormat", "ExportError", "ExportedNet", "export_npz"
            "read_c_header", "export_hex", "load_hex", "read_hex", "footprint",
            "latency_encoder", "from_binary_net", "to_binary_net", "write", "read",
            "output_path", "encoder_for_model", "verify_file", "random_events", "detect_format",
-           "ExportedModel", "exported_model"]
+           "ExportedModel", "exported_model", "ExportedLayeredNet", "from_layered_net",
+           "to_layered_net", "is_layered", "exported", "write_model", "export_footprint", "layered_decisions"]
 
 
 @dataclass(frozen=True)
@@ -58,11 +62,11 @@ class ExportFormat:
 FORMATS = {f.name: f for f in (
     ExportFormat("npz", "canonical versioned .npz: packed sign bits, int32 thresholds, encoder",
                  npz.write_npz, npz.read_npz, "export.npz"),
-    ExportFormat("nir", "NIR graph (HDF5): Linear(±1) -> fire-once IF per layer, I readout",
+    ExportFormat("nir", "NIR graph (HDF5): Linear, Conv2d or SumPool2d -> fire-once IF per layer, I readout",
                  nir_format.write_nir, nir_format.read_nir, "export.nir"),
     ExportFormat("c", "C99 header: const uint8_t packed weights, int16_t thresholds",
                  c_format.write_c, c_format.read_c_header, "bstdg_model.h"),
-    ExportFormat("hex", "$readmemh memory files, one line per neuron, plus manifest.json",
+    ExportFormat("hex", "$readmemh memory files, one line per neuron (conv: per kernel), plus manifest.json",
                  hex_format.write_hex, hex_format.read_hex, "hex", is_folder=True),
 )}
 
@@ -137,15 +141,92 @@ def random_events(n_samples: int, n_inputs: int, t_max: int, seed: int = 0, p_si
     return times_to_events(encode_latency(x, t_max), t_max)
 
 
+def is_layered(net) -> bool:
+    """A layered network: the engine's ``LayeredNet``, a ``LayeredSNN`` or an export of one."""
+    from ..convnet import LayeredSNN
+    from ..engine.conv import LayeredNet
+
+    return isinstance(net, (LayeredNet, LayeredSNN, ExportedLayeredNet))
+
+
+def exported(net, encoder: dict):
+    """The export of a trained network: an :class:`ExportedLayeredNet` for a layered one
+    (``LayeredSNN`` or ``LayeredNet``), else an :class:`ExportedNet` (``BinarySNN`` or
+    ``BinaryNet``)."""
+    if is_layered(net):
+        return from_layered_net(net, encoder)
+    return from_binary_net(net.binary() if hasattr(net, "binary") else net, encoder)
+
+
+def write_model(net, encoder: dict, fmt: str, out) -> Path:
+    """Write a trained network (``BinarySNN``/``BinaryNet`` or ``LayeredSNN``/``LayeredNet``)
+    in format ``fmt``: :func:`exported`, then :func:`write`."""
+    return write(fmt, exported(net, encoder), out)
+
+
+def export_footprint(ex) -> dict:
+    return layered_footprint(ex) if isinstance(ex, ExportedLayeredNet) else footprint(ex)
+
+
+def layered_decisions(net, events):
+    """The engine's decisions of a layered network (early exit), as :func:`bstdg.metrics.decide`."""
+    from .. import metrics
+    from ..engine.conv import layered_forward
+
+    if hasattr(net, "binary"):
+        net = net.binary()
+    parts = [layered_forward(net, events.take(np.arange(s, min(s + 4096, len(events)))), True, False)
+             for s in range(0, len(events), 4096)]
+    if not parts:
+        return metrics.decide(np.zeros((0, net.arch.n_classes), np.int32),
+                              np.zeros((0, net.arch.n_classes), np.int32), net.t_max)
+    return metrics.decide(np.concatenate([p.output_times for p in parts]),
+                          np.concatenate([p.decision_potential for p in parts]), net.t_max)
+
+
+def _verify_layered(fmt: str, path, net, events, reference, run_c: bool) -> dict:
+    from . import layered_sim, verify
+
+    if hasattr(net, "binary"):
+        net = net.binary()
+    if reference is None:
+        reference = layered_decisions(net, events)
+    ex = read(fmt, path)
+    want = from_layered_net(net, {"t_max": net.t_max})
+    same = isinstance(ex, ExportedLayeredNet) and str(ex.arch) == str(net.arch) \
+        and ex.arch.input_shape == net.arch.input_shape and ex.t_max == net.t_max and all(
+            np.array_equal(a, b) and np.array_equal(c, d)
+            for a, b, c, d in zip(ex.bits, want.bits, ex.thresholds, want.thresholds))
+    if not same:
+        raise ExportError(f"{path}: holds a different network than the model ({net.arch}, t_max {net.t_max})")
+    n = verify.compare(f"{fmt} re-run", reference, layered_sim.simulate_layered(ex, events))
+    if fmt == "nir":
+        from . import nir_spec
+
+        verify.compare("NIR-spec interpreter", reference, nir_spec.run_file(path, events))
+    c_ran = None
+    if fmt == "c" and run_c:
+        c_ran = c_format.c_compiler() is not None and c_format.REFERENCE_SOURCE.is_file()
+        if c_ran:
+            verify.compare("C reference", reference, c_format.run_c_reference(path, events, ex.t_max))
+    return {"format": fmt, "path": str(path), "n_samples": n, "arch": str(ex.arch),
+            "ties": int(np.sum(reference.tie)), "silent": int(np.sum(reference.time >= ex.t_max)),
+            "c_reference": c_ran}
+
+
 def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True) -> dict:
     """Read ``path`` back with format ``fmt``'s reader, check it holds ``net`` (a
     :class:`~bstdg.engine.BinaryNet`) bit for bit, re-run ``events`` through it with the
     independent simulator (and, for ``c`` when a C compiler exists, the compiled C program)
     and require predictions, ties and decision times identical to the model's.
     ``reference`` is the model's :class:`~bstdg.metrics.Decision` on ``events`` (computed
-    with the event engine when not given). ExportError on any difference."""
+    with the event engine when not given). ExportError on any difference. A layered
+    ``net`` (``LayeredNet``/``LayeredSNN``) is re-run by :mod:`.layered_sim` (and the NIR
+    interpreter, the C program) against :func:`layered_decisions`."""
     from . import verify
 
+    if is_layered(net):
+        return _verify_layered(fmt, path, net, events, reference, run_c)
     if reference is None:
         from ..evaluation import forward_decisions
 
@@ -211,7 +292,15 @@ class ExportedModel:
     def meta(self) -> dict:
         return {"dataset": self.net.encoder.get("dataset"), "encoder": self.net.encoder}
 
+    @property
+    def arch(self):
+        """The architecture of a layered export (None for an fc one)."""
+        return getattr(self.net, "arch", None)
+
     def binary(self):
+        """The engine's ``BinaryNet``, or ``LayeredNet`` for a layered export."""
+        if isinstance(self.net, ExportedLayeredNet):
+            return to_layered_net(self.net)
         return to_binary_net(self.net)
 
 

@@ -33,10 +33,12 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
+from . import c_layered
+from .layered import ExportedLayeredNet
 from .model import ExportError, ExportedNet, from_binary_net, parse_encoder, to_binary_net
 from .verify import Rerun
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # version 1: fc networks; version 2: layered (conv/pool/fc), :mod:`.c_layered`
 SAMPLES_MAGIC = "bstdg-samples"
 REFERENCE_SOURCE = Path(__file__).resolve().parents[2] / "examples" / "c" / "bstdg_infer.c"
 CFLAGS = ["-std=c99", "-O2", "-Wall", "-Wextra", "-pedantic"]
@@ -77,7 +79,7 @@ def header_text(ex: ExportedNet) -> str:
         "#define BSTDG_MODEL_H",
         "#include <stdint.h>",
         "",
-        f"#define BSTDG_FORMAT_VERSION {FORMAT_VERSION}",
+        "#define BSTDG_FORMAT_VERSION 1",
         f"#define BSTDG_N_LAYERS {n_layers}",
         f"#define BSTDG_T_MAX {ex.t_max}",
         f"#define BSTDG_N_INPUTS {sizes[0]}",
@@ -108,7 +110,9 @@ def export_c(net, encoder: dict, path) -> Path:
     return write_c(from_binary_net(net, encoder), path)
 
 
-def write_c(ex: ExportedNet, path) -> Path:
+def write_c(ex, path) -> Path:
+    if isinstance(ex, ExportedLayeredNet):
+        return atomic_write(path, c_layered.header_text(ex, _array).encode())
     return atomic_write(path, header_text(ex).encode())
 
 
@@ -116,7 +120,7 @@ _DEFINE = re.compile(r"^#define\s+(BSTDG_\w+)\s+(\S+)\s*(?:/\*.*\*/)?\s*$", re.M
 _ARRAY = re.compile(r"static const (uint8_t|int16_t|uint32_t) (\w+)\[(\d+)\] = \{([^}]*)\};")
 
 
-def read_c_header(path) -> ExportedNet:
+def read_c_header(path):
     """The network in a header written by :func:`write_c`: parsed, its CRC-32 and its
     ``BSTDG_DIGEST`` (which covers the encoder JSON too) checked. Headers without the
     digest (written before it existed, or damaged) are refused: re-export them.
@@ -143,6 +147,8 @@ def read_c_header(path) -> ExportedNet:
         if int(macros["BSTDG_FORMAT_VERSION"]) > FORMAT_VERSION:
             raise ExportError(f"{source}: header format v{macros['BSTDG_FORMAT_VERSION']} is "
                               f"newer than this bstdg (v{FORMAT_VERSION})")
+        if int(macros["BSTDG_FORMAT_VERSION"]) == 2:
+            return c_layered.read_layered(text, macros, arrays, source)
         encoder = parse_encoder(match.group(1), source)
         n_layers, t_max = int(macros["BSTDG_N_LAYERS"]), int(macros["BSTDG_T_MAX"])
         sizes = arrays["bstdg_sizes"]
@@ -183,8 +189,12 @@ def read_c_header(path) -> ExportedNet:
 
 
 def load_c_header(path):
-    """``(BinaryNet, encoder)`` from a C header export."""
+    """``(BinaryNet, encoder)`` from a C header export (``(LayeredNet, encoder)`` for version 2)."""
     ex = read_c_header(path)
+    if isinstance(ex, ExportedLayeredNet):
+        from .layered import to_layered_net
+
+        return to_layered_net(ex), ex.encoder
     return to_binary_net(ex), ex.encoder
 
 

@@ -206,11 +206,20 @@ def build_and_run(top: str, spikes: Path, results: Path, work: Path, simulator: 
         _run([str(work / "obj" / "Vbstdg_tb")], work, "the Verilator simulation", timeout)
 
 
+def fc_only(ex, folder):
+    """``ex`` if it is an fc network; ExportError (one line) for a layered one: the core
+    has no conv or pool layers."""
+    if not isinstance(ex, ExportedNet):
+        raise ExportError(f"{folder}: holds a conv/pool network ({ex.arch}); the Verilog core in hardware/ "
+                          f"runs fc networks only (check this export with --verify)")
+    return ex
+
+
 def simulate_hdl(folder, events, limit: int | None = None, simulator: str | None = None,
                  k: int = EVENTS_PER_PASS, timeout: float | None = None) -> HdlRun:
     """Run the first ``limit`` samples of ``events`` through the core loaded from the hex
     export ``folder`` (read and checked by :func:`~.hex_format.read_hex` first)."""
-    ex: ExportedNet = hex_format.read_hex(folder)
+    ex: ExportedNet = fc_only(hex_format.read_hex(folder), folder)
     manifest = hex_format.json.loads((Path(folder) / hex_format.MANIFEST).read_text())
     if events.n_units != ex.sizes[0]:
         raise ExportError(f"the samples have {events.n_units} inputs, the exported network "
@@ -281,7 +290,7 @@ def main(argv=None) -> int:
                    help="most spikes of one input unit in one sample (1: latency code)")
     args = p.parse_args(argv)
     try:
-        hex_format.read_hex(args.folder)
+        fc_only(hex_format.read_hex(args.folder), args.folder)
         manifest = hex_format.json.loads((Path(args.folder) / hex_format.MANIFEST).read_text())
         sys.stdout.write(top_verilog(manifest, args.folder, args.repeats, args.k))
     except ExportError as exc:

@@ -24,7 +24,7 @@ from ..files import atomic_write
 from .model import ExportError, ExportedNet, from_binary_net, to_binary_net
 
 FORMAT = "bstdg-hex"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # version 1: fc networks; version 2: layered (conv/pool/fc), :mod:`.hex_layered`
 MANIFEST = "manifest.json"
 
 
@@ -43,7 +43,11 @@ def export_hex(net, encoder: dict, folder) -> Path:
     return write_hex(from_binary_net(net, encoder), folder)
 
 
-def write_hex(ex: ExportedNet, folder) -> Path:
+def write_hex(ex, folder) -> Path:
+    if not isinstance(ex, ExportedNet):  # a layered network
+        from .hex_layered import write_hex_layered
+
+        return write_hex_layered(ex, folder)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     layers = []
@@ -58,7 +62,7 @@ def write_hex(ex: ExportedNet, folder) -> Path:
                        **files,
                        "sha256": {kind: hashlib.sha256(texts[kind].encode()).hexdigest()
                                   for kind in files}})
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "t_max": int(ex.t_max),
+    manifest = {"format": FORMAT, "format_version": 1, "t_max": int(ex.t_max),
                 "sizes": list(ex.sizes), "encoder": ex.encoder, "layers": layers,
                 "digest": ex.digest()}
     atomic_write(folder / MANIFEST, (json.dumps(manifest, indent=2) + "\n").encode())  # last: it
@@ -96,7 +100,7 @@ def _integer(value, key: str) -> int:
     return value
 
 
-def read_hex(folder) -> ExportedNet:
+def read_hex(folder):
     """The network in a hex export folder; ExportError when files are missing, corrupt or
     do not agree with the manifest."""
     folder = Path(folder)
@@ -114,6 +118,10 @@ def read_hex(folder) -> ExportedNet:
         if _integer(manifest["format_version"], "format_version") > FORMAT_VERSION:
             raise ExportError(f"{source}: hex format v{manifest['format_version']} is newer "
                               f"than this bstdg (v{FORMAT_VERSION})")
+        if manifest["format_version"] == 2:
+            from .hex_layered import read_hex_layered
+
+            return read_hex_layered(folder, manifest)
         sizes = [_integer(s, "sizes") for s in manifest["sizes"]]
         layers = manifest["layers"]
         if not isinstance(layers, list) or len(layers) != len(sizes) - 1 or not layers:
@@ -150,6 +158,11 @@ def read_hex(folder) -> ExportedNet:
 
 
 def load_hex(folder):
-    """``(BinaryNet, encoder)`` from a hex export folder."""
+    """``(BinaryNet, encoder)`` from a hex export folder (``(LayeredNet, encoder)`` for a
+    layered one)."""
     ex = read_hex(folder)
+    if not isinstance(ex, ExportedNet):
+        from .layered import to_layered_net
+
+        return to_layered_net(ex), ex.encoder
     return to_binary_net(ex), ex.encoder

@@ -33,11 +33,15 @@ import numpy as np
 
 from ..errors import BstdgError
 from ..files import atomic_path
+from .layered import ExportedLayeredNet
+from .nir_layered import KIND as LAYERED, from_graph_layered, to_graph_layered
 from .model import (THRESHOLD_MAX, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
                     to_binary_net)
 
 FORMAT = "bstdg-nir"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # the newest this bstdg reads; fc graphs are written as v2, layered ones as v3
+FC_VERSION = 2
+LAYERED_VERSION = 3
 V_RESET = -float(2 ** 22)  # below any reachable potential: a spec-following IF fires once
 SEMANTICS = ("fire-once non-leaky IF (v_reset far below any reachable potential), no synaptic "
              "delay (a spike is integrated by the next layer in the same time step); Euler with "
@@ -68,8 +72,16 @@ def require_nir():
     return nir
 
 
-def to_graph(ex: ExportedNet):
-    """The NIR graph of an exported network."""
+def _constants() -> dict:
+    return {"nir": require_nir(), "FORMAT": FORMAT, "FORMAT_VERSION": LAYERED_VERSION, "V_RESET": V_RESET,
+            "SEMANTICS": SEMANTICS, "READOUT": READOUT, "metadata_int": _metadata_int}
+
+
+def to_graph(ex):
+    """The NIR graph of an exported network (an :class:`ExportedNet`, or an
+    :class:`~.layered.ExportedLayeredNet`: :mod:`.nir_layered`)."""
+    if isinstance(ex, ExportedLayeredNet):
+        return to_graph_layered(ex, _constants())
     nir = require_nir()
     nodes = {"input": nir.Input(input_type={"input": np.array([ex.sizes[0]])})}
     edges, previous = [], "input"
@@ -87,7 +99,7 @@ def to_graph(ex: ExportedNet):
     nodes["potential"] = nir.Output(output_type={"output": np.array([n_out])})
     edges += [(previous, "output"), (f"fc{len(ex.bits) - 1}", "integrator"),
               ("integrator", "potential")]
-    metadata = {"bstdg_format": FORMAT, "bstdg_format_version": FORMAT_VERSION,
+    metadata = {"bstdg_format": FORMAT, "bstdg_format_version": FC_VERSION,
                 "t_max": int(ex.t_max), "encoder": encoder_json(ex.encoder),
                 "bstdg_semantics": SEMANTICS, "bstdg_readout": json.dumps(READOUT),
                 "bstdg_digest": ex.digest()}
@@ -99,7 +111,7 @@ def export_nir(net, encoder: dict, path) -> Path:
     return write_nir(from_binary_net(net, encoder), path)
 
 
-def write_nir(ex: ExportedNet, path) -> Path:
+def write_nir(ex, path) -> Path:
     nir = require_nir()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -107,7 +119,7 @@ def write_nir(ex: ExportedNet, path) -> Path:
     return path
 
 
-def read_nir(path) -> ExportedNet:
+def read_nir(path):
     """The network in a NIR file written by :func:`write_nir`, read with ``nir.read``;
     ExportError for anything else (other graph shapes, non-±1 weights, missing metadata)."""
     nir = require_nir()
@@ -186,6 +198,15 @@ def _from_graph(graph, source: str) -> ExportedNet:
         tail.append((feeding[0], "integrator"))
         edges = [e for e in edges if e not in tail]
         del nodes["integrator"], nodes["potential"]
+    if "bstdg_kind" in meta and _metadata_str(meta, "bstdg_kind", source) == LAYERED:
+        if version < LAYERED_VERSION:
+            raise ExportError(f"{source}: a layered network in bstdg NIR format v{version} (layered graphs "
+                              f"are v{LAYERED_VERSION})")
+        return from_graph_layered(graph, nodes, edges, {**meta, "_feeding": feeding[0]}, _constants(), source,
+                                  _metadata_str)
+    if version >= LAYERED_VERSION:
+        raise ExportError(f"{source}: bstdg NIR format v{version} holds a layered network but its metadata "
+                          f"has no bstdg_kind 'layered'")
     succ = {}
     for a, b in edges:
         if a in succ:
@@ -238,6 +259,10 @@ def _from_graph(graph, source: str) -> ExportedNet:
 
 
 def load_nir(path):
-    """``(BinaryNet, encoder)`` from a NIR export."""
+    """``(BinaryNet, encoder)`` from a NIR export (``(LayeredNet, encoder)`` for a layered one)."""
     ex = read_nir(path)
+    if isinstance(ex, ExportedLayeredNet):
+        from .layered import to_layered_net
+
+        return to_layered_net(ex), ex.encoder
     return to_binary_net(ex), ex.encoder

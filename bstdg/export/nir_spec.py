@@ -9,7 +9,12 @@ delay) and computes:
 
 * ``Input``: the step's input (spike counts per input unit); ``Output``: records its input;
 * ``Linear``: ``y = W x``; ``Affine``: ``y = W x + b``; ``Scale``: ``y = s x``;
-  ``Flatten``: ``y = x``;
+* ``Flatten``: the dimensions ``start_dim..end_dim`` of the (batch-less) input merged,
+  C order;
+* ``Conv2d`` (groups 1): ``y[co, i, j] = b[co] + sum_{ci, ky, kx} x_p[ci, i*s_0 + ky*d_0,
+  j*s_1 + kx*d_1] W[co, ci, ky, kx]``, ``x_p`` zero-padded (integer padding or
+  ``"valid"``), a cross-correlation as in PyTorch; output ``floor((H + 2p - d(k-1) - 1)/s) + 1``;
+* ``SumPool2d``: ``y[c, i, j] = sum_{ky, kx} x_p[c, i*s_0 + ky, j*s_1 + kx]``, same sizes;
 * ``I`` (integrator): ``dv/dt = R I``, so ``v <- v + dt R I``; output ``v``;
 * ``LI``: ``tau dv/dt = (v_leak - v) + R I``, so ``v <- v + dt/tau ((v_leak - v) + R I)``;
   output ``v``;
@@ -22,7 +27,8 @@ graph's metadata (``bstdg_readout``: the output spikes and the output potentials
 earliest step with an output spike decides; among the outputs spiking at that step the
 highest potential wins, equal potentials go to the lower index (a tie); with no output
 spike, every output is a candidate with its potential after the last step, and the
-decision time is ``t_max``.
+decision time is ``t_max``. A decided sample is dropped from the batch (nothing after its
+decision step enters the rule).
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ import numpy as np
 
 from .model import ExportError
 
-SUPPORTED = ("Input", "Output", "Linear", "Affine", "Scale", "Flatten", "I", "LI", "IF", "LIF")
+SUPPORTED = ("Input", "Output", "Linear", "Affine", "Scale", "Flatten", "Conv2d", "SumPool2d", "I", "LI",
+             "IF", "LIF")
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,68 @@ def _param(node, name: str) -> np.ndarray:
     return np.asarray(getattr(node, name), np.float64).reshape(-1)
 
 
+def _state_param(node, name: str) -> np.ndarray:
+    """A neuron parameter in the node's own shape (``(n,)`` or ``(C, H, W)``): it broadcasts
+    against a ``(B, ...)`` batch."""
+    return np.asarray(getattr(node, name), np.float64)
+
+
+def _two(value) -> tuple:
+    a = np.asarray(value).reshape(-1)
+    return (int(a[0]), int(a[-1]))
+
+
+def conv2d(node, u: np.ndarray) -> np.ndarray:
+    """NIR ``Conv2d`` on a batch ``(B, C_in, H, W)``, rows without input skipped."""
+    w = np.asarray(node.weight, np.float64)
+    if int(np.asarray(node.groups)) != 1:
+        raise ExportError("NIR graph: Conv2d with groups other than 1 is not interpreted")
+    if isinstance(node.padding, str):
+        if node.padding != "valid":
+            raise ExportError(f"NIR graph: Conv2d padding {node.padding!r} is not interpreted (only integers, valid)")
+        pad = (0, 0)
+    else:
+        pad = _two(node.padding)
+    (s0, s1), (d0, d1) = _two(node.stride), _two(node.dilation)
+    b, _, h, wd = u.shape
+    co, _, k0, k1 = w.shape
+    ho, wo = (h + 2 * pad[0] - d0 * (k0 - 1) - 1) // s0 + 1, (wd + 2 * pad[1] - d1 * (k1 - 1) - 1) // s1 + 1
+    y = np.zeros((b, ho, wo, co))
+    rows = np.flatnonzero(u.reshape(b, -1).any(axis=1))
+    if len(rows):
+        xp = np.pad(u[rows], ((0, 0), (0, 0), pad, pad))
+        acc = np.zeros((len(rows), ho, wo, co))
+        for ky in range(k0):
+            for kx in range(k1):
+                patch = xp[:, :, ky * d0:ky * d0 + s0 * (ho - 1) + 1:s0, kx * d1:kx * d1 + s1 * (wo - 1) + 1:s1]
+                acc += np.tensordot(patch, w[:, :, ky, kx], axes=([1], [1]))
+        y[rows] = acc
+    bias = np.asarray(node.bias, np.float64).reshape(-1)
+    return y.transpose(0, 3, 1, 2) + (bias[:, None, None] if bias.size == co else 0.0)
+
+
+def sum_pool2d(node, u: np.ndarray) -> np.ndarray:
+    """NIR ``SumPool2d`` on a batch ``(B, C, H, W)``."""
+    (k0, k1), (s0, s1), pad = _two(node.kernel_size), _two(node.stride), _two(node.padding)
+    b, c, h, w = u.shape
+    ho, wo = (h + 2 * pad[0] - k0) // s0 + 1, (w + 2 * pad[1] - k1) // s1 + 1
+    xp = np.pad(u, ((0, 0), (0, 0), (pad[0], pad[0]), (pad[1], pad[1])))
+    y = np.zeros((b, c, ho, wo))
+    for ky in range(k0):
+        for kx in range(k1):
+            y += xp[:, :, ky:ky + s0 * (ho - 1) + 1:s0, kx:kx + s1 * (wo - 1) + 1:s1]
+    return y
+
+
+def flatten(node, u: np.ndarray) -> np.ndarray:
+    """NIR ``Flatten``: ``start_dim..end_dim`` of the batch-less shape merged."""
+    shape = u.shape[1:]
+    start, end = int(node.start_dim), int(node.end_dim)
+    end = end if end >= 0 else len(shape) + end
+    merged = int(np.prod(shape[start:end + 1]))
+    return u.reshape(u.shape[0], *shape[:start], merged, *shape[end + 1:])
+
+
 class Interpreter:
     """Batch state of one graph; :meth:`step` advances every node by one time step."""
 
@@ -100,6 +169,10 @@ class Interpreter:
 
     def reset(self):
         self.state = {}
+
+    def select(self, rows: np.ndarray):
+        """Keep only the batch rows ``rows`` (a mask) of every node's state."""
+        self.state = {k: v[rows] for k, v in self.state.items()}
 
     def step(self, x: np.ndarray) -> dict:
         """One step with input ``x`` ``(B, n_in)``; returns every node's output."""
@@ -120,8 +193,14 @@ class Interpreter:
         return out
 
     def _node(self, name, kind, node, u):
-        if kind in ("Output", "Flatten"):
+        if kind == "Output":
             return u
+        if kind == "Flatten":
+            return flatten(node, u)
+        if kind == "Conv2d":
+            return conv2d(node, u)
+        if kind == "SumPool2d":
+            return sum_pool2d(node, u)
         if kind in ("Linear", "Affine"):
             w = np.asarray(node.weight, np.float64)
             active = np.flatnonzero(u.any(axis=0))  # zero inputs add nothing: skip them
@@ -129,20 +208,20 @@ class Interpreter:
             return y + _param(node, "bias") if kind == "Affine" else y
         if kind == "Scale":
             return u * _param(node, "scale")
-        r = _param(node, "r")
+        r = _state_param(node, "r")
         v = self.state.get(name)
         if v is None:
-            v = np.zeros((u.shape[0], u.shape[1]), np.float64)
+            v = np.zeros(u.shape, np.float64)
         if kind in ("I", "IF"):
             v = v + r * u  # dt = 1
         else:  # LI, LIF
-            tau, v_leak = _param(node, "tau"), _param(node, "v_leak")
+            tau, v_leak = _state_param(node, "tau"), _state_param(node, "v_leak")
             v = v + (1.0 / tau) * ((v_leak - v) + r * u)
         if kind in ("I", "LI"):
             self.state[name] = v
             return v
-        z = v > _param(node, "v_threshold")
-        v = np.where(z, _param(node, "v_reset"), v)
+        z = v > _state_param(node, "v_threshold")
+        v = np.where(z, _state_param(node, "v_reset"), v)
         self.state[name] = v
         return z.astype(np.float64)
 
@@ -169,7 +248,8 @@ def run_graph(graph, events, t_max: int, batch_size: int = 2048) -> SpecRun:
     ``t_max`` steps, ``batch_size`` samples at a time, and apply the prediction rule."""
     spikes_name, potential_name = readout_names(graph)
     machine = Interpreter(graph)
-    n_in = int(np.prod(np.asarray(machine.nodes[machine.inputs[0]].input_type["input"])))
+    in_shape = tuple(int(d) for d in np.asarray(machine.nodes[machine.inputs[0]].input_type["input"]).reshape(-1))
+    n_in = int(np.prod(in_shape))
     if events.n_units != n_in:
         raise ExportError(f"the samples have {events.n_units} inputs, the NIR graph {n_in}")
     times = np.asarray(events.times, np.int64)
@@ -187,21 +267,32 @@ def run_graph(graph, events, t_max: int, batch_size: int = 2048) -> SpecRun:
         n = stop - start
         machine.reset()
         decided = np.full(n, t_max, np.int64)
-        cand = potential = None
+        live = np.arange(n)  # the undecided samples, the rows of the machine's state
+        row_of = np.arange(n)
+        cand = potential = v_live = None
         for t in range(t_max):
-            x = np.zeros((n, n_in), np.float64)
-            np.add.at(x, (owner[bounds[t]:bounds[t + 1]], u_ev[bounds[t]:bounds[t + 1]]), 1.0)
-            out = machine.step(x)
+            o, u = owner[bounds[t]:bounds[t + 1]], u_ev[bounds[t]:bounds[t + 1]]
+            keep = row_of[o] >= 0
+            x = np.zeros((len(live), n_in), np.float64)
+            np.add.at(x, (row_of[o[keep]], u[keep]), 1.0)
+            out = machine.step(x.reshape(len(live), *in_shape))
             z, v = out[spikes_name], out[potential_name]
             if cand is None:
-                cand, potential = np.zeros(z.shape, bool), np.zeros(v.shape)
-            new = (decided == t_max) & (z > 0).any(axis=1)
-            decided[new] = t
-            cand[new], potential[new] = z[new] > 0, v[new]
-            if (decided < t_max).all():
+                cand, potential = np.zeros((n, z.shape[1]), bool), np.zeros((n, v.shape[1]))
+            new = (z > 0).any(axis=1)
+            v_live = v
+            if new.any():  # decided now: record, then drop from the state (nothing later matters)
+                idx = live[new]
+                decided[idx] = t
+                cand[idx], potential[idx] = z[new] > 0, v[new]
+                machine.select(~new)
+                live, v_live = live[~new], v[~new]
+                row_of[:] = -1
+                row_of[live] = np.arange(len(live))
+            if len(live) == 0:
                 break
-        silent = decided == t_max
-        cand[silent], potential[silent] = True, out[potential_name][silent]
+        if len(live):
+            cand[live], potential[live] = True, v_live
         score = np.where(cand, potential, -np.inf)
         winners = score == score.max(axis=1, keepdims=True)
         parts.append(SpecRun(winners.argmax(axis=1).astype(np.int64), winners.sum(axis=1) > 1,

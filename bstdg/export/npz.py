@@ -7,6 +7,16 @@ Layout (format ``bstdg-export`` version 1; every field is documented in docs/exp
 ``layer{l}_shape`` (int64 ``[n_out, n_in]``), ``layer{l}_bits`` (uint8
 ``(n_out, ceil(n_in/8))`` = ``numpy.packbits`` of the ``(n_out, n_in)`` sign bits along
 each row, MSB first, bit 1 = +1, zero padding) and ``layer{l}_thresholds`` (int32).
+
+Version 2 holds a layered (conv/pool/fc) network, :class:`~.layered.ExportedLayeredNet`:
+``format``, ``format_version`` (2), ``kind`` (``"layered"``), ``arch`` (JSON text,
+:func:`~.layered.arch_json`), ``t_max``, ``sizes`` (neurons per layer, input first),
+``encoder``, ``digest`` (:meth:`ExportedLayeredNet.digest`) and per conv or fc layer ``l``
+(pool layers have no arrays): ``layer{l}_shape`` (int64: ``[C_out, C_in, K, K]`` or
+``[n_out, n_in]``), ``layer{l}_bits`` (uint8 ``(rows, ceil(row_bits/8))``: one row per
+output channel, ``C_in*K*K`` bits in ``(ci, ky, kx)`` order, or per fc neuron) and
+``layer{l}_thresholds`` (int32, per neuron, channel-first). fc networks are still written
+as version 1.
 """
 
 from __future__ import annotations
@@ -17,11 +27,13 @@ import numpy as np
 
 from ..npzio import read_arrays, scalar
 from ..files import save_npz
+from .layered import ExportedLayeredNet, arch_json, bits_shape, parse_arch
 from .model import (T_MAX_LIMIT, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
                     to_binary_net)
 
 FORMAT = "bstdg-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+FC_VERSION = 1  # fc networks (ExportedNet) are written as version 1, layered ones as version 2
 
 
 def export_npz(net, encoder: dict, path) -> Path:
@@ -29,9 +41,11 @@ def export_npz(net, encoder: dict, path) -> Path:
     return write_npz(from_binary_net(net, encoder), path)
 
 
-def write_npz(ex: ExportedNet, path) -> Path:
+def write_npz(ex, path) -> Path:
+    if isinstance(ex, ExportedLayeredNet):
+        return write_layered_npz(ex, path)
     path = Path(path)
-    arrays = {"format": np.array(FORMAT), "format_version": np.array(FORMAT_VERSION, np.int64),
+    arrays = {"format": np.array(FORMAT), "format_version": np.array(FC_VERSION, np.int64),
               "n_layers": np.array(len(ex.bits), np.int64), "t_max": np.array(ex.t_max, np.int64),
               "sizes": np.array(ex.sizes, np.int64), "encoder": np.array(encoder_json(ex.encoder)),
               "digest": np.array(ex.digest())}
@@ -42,9 +56,10 @@ def write_npz(ex: ExportedNet, path) -> Path:
     return save_npz(path, **arrays)  # atomic; the name is kept as given (no ".npz" appended)
 
 
-def read_npz(path) -> ExportedNet:
-    """The network in an export ``.npz``; ExportError when it is not one, is truncated,
-    corrupt (digest) or inconsistent."""
+def read_npz(path):
+    """The network in an export ``.npz`` (an :class:`ExportedNet`, or for version 2 an
+    :class:`ExportedLayeredNet`); ExportError when it is not one, is truncated, corrupt
+    (digest) or inconsistent."""
     source = str(path)
     z = read_arrays(path, "export file", ExportError)
     if "format" not in z or z["format"].dtype.kind != "U" or scalar(z, "format", "str", source,
@@ -55,6 +70,8 @@ def read_npz(path) -> ExportedNet:
     if version > FORMAT_VERSION or version < 1:
         raise ExportError(f"{source}: export format v{version}; this bstdg reads "
                           f"v1..v{FORMAT_VERSION}")
+    if version == 2:
+        return _read_layered(z, source)
     n_layers = scalar(z, "n_layers", "int", source, ExportError)
     t_max = scalar(z, "t_max", "int", source, ExportError)
     if not 2 <= t_max <= T_MAX_LIMIT:
@@ -91,6 +108,69 @@ def read_npz(path) -> ExportedNet:
     return ex
 
 
+def write_layered_npz(ex: ExportedLayeredNet, path) -> Path:
+    arrays = {"format": np.array(FORMAT), "format_version": np.array(2, np.int64),
+              "kind": np.array("layered"), "arch": np.array(arch_json(ex.arch)),
+              "t_max": np.array(ex.t_max, np.int64), "sizes": np.array(ex.sizes, np.int64),
+              "encoder": np.array(encoder_json(ex.encoder)), "digest": np.array(ex.digest())}
+    for l, kind in enumerate(ex.kinds):
+        if kind != "pool":
+            arrays[f"layer{l}_shape"] = np.array(ex.bits[l].shape, np.int64)
+            arrays[f"layer{l}_bits"] = np.packbits(ex.rows(l), axis=1)
+            arrays[f"layer{l}_thresholds"] = np.asarray(ex.thresholds[l], np.int32)
+    return save_npz(Path(path), **arrays)
+
+
+def _read_layered(z: dict, source: str) -> ExportedLayeredNet:
+    if "kind" not in z or "arch" not in z:
+        raise ExportError(f"{source}: export format v2 (a layered network) without its 'kind' and 'arch' "
+                          f"(corrupt file)")
+    if scalar(z, "kind", "str", source, ExportError) != "layered":
+        raise ExportError(f"{source}: export format v2 must have kind 'layered'")
+    try:
+        arch = parse_arch(scalar(z, "arch", "str", source, ExportError))
+    except ExportError as exc:
+        raise ExportError(f"{source}: {exc}") from None
+    t_max = scalar(z, "t_max", "int", source, ExportError)
+    encoder = parse_encoder(scalar(z, "encoder", "str", source, ExportError), source)
+    digest = scalar(z, "digest", "str", source, ExportError)
+    if _int_vector(z, "sizes", source) != list(arch.sizes):
+        raise ExportError(f"{source}: sizes do not match the architecture {arch}")
+    bits, thresholds = [], []
+    for l, layer in enumerate(arch.layers_all):
+        if layer.kind == "pool":
+            bits.append(np.zeros(0, np.uint8))
+            thresholds.append(np.zeros(0, np.int64))
+            continue
+        shape = tuple(_int_vector(z, f"layer{l}_shape", source))
+        if shape != bits_shape(arch, l):
+            raise ExportError(f"{source}: layer {l} ({layer}) shape {list(shape)} does not match "
+                              f"{list(bits_shape(arch, l))}")
+        n_rows, n_bits = shape[0], int(np.prod(shape[1:]))
+        packed = z.get(f"layer{l}_bits")
+        if packed is None or packed.dtype != np.uint8 or packed.shape != (n_rows, (n_bits + 7) // 8):
+            found = "nothing" if packed is None else f"{packed.dtype} {packed.shape}"
+            raise ExportError(f"{source}: layer {l} bits are {found}; expected uint8 "
+                              f"({n_rows}, {(n_bits + 7) // 8})")
+        row = np.unpackbits(packed, axis=1)
+        if row[:, n_bits:].any():
+            raise ExportError(f"{source}: layer {l} has non-zero padding bits (corrupt)")
+        th = z.get(f"layer{l}_thresholds")
+        n = arch.sizes[l + 1]
+        if th is None or th.dtype.kind not in "iu" or th.shape != (n,):
+            found = "nothing" if th is None else f"{th.dtype} {th.shape}"
+            raise ExportError(f"{source}: layer {l} thresholds are {found}; expected int32 ({n},)")
+        bits.append(np.ascontiguousarray(row[:, :n_bits]).reshape(shape))
+        thresholds.append(th.astype(np.int64))
+    try:
+        ex = ExportedLayeredNet(arch, tuple(bits), tuple(thresholds), t_max, encoder)
+    except ExportError as exc:
+        raise ExportError(f"{source}: {exc}") from None
+    if ex.digest() != digest:
+        raise ExportError(f"{source}: content does not match its SHA-256 digest (corrupt file)")
+    return ex
+
+
 def _int_vector(z: dict, key: str, source: str) -> list:
     a = z.get(key)
     if a is None or a.ndim != 1 or a.dtype.kind not in "iu":
@@ -100,6 +180,11 @@ def _int_vector(z: dict, key: str, source: str) -> list:
 
 
 def load_npz(path):
-    """``(BinaryNet, encoder)`` from an export ``.npz``."""
+    """``(BinaryNet, encoder)`` from an export ``.npz`` (``(LayeredNet, encoder)`` for a
+    layered one)."""
     ex = read_npz(path)
+    if isinstance(ex, ExportedLayeredNet):
+        from .layered import to_layered_net
+
+        return to_layered_net(ex), ex.encoder
     return to_binary_net(ex), ex.encoder

@@ -24,7 +24,10 @@
  * Semantics (docs/export.md): non-leaky integrate-and-fire neurons with +-1 weights and
  * integer thresholds, each fires at most once, at the first step where its potential is
  * >= its threshold; every input spike of a step is added before any threshold is compared;
- * a spike is integrated by the next layer in the same step (no delay).
+ * a spike is integrated by the next layer in the same step (no delay). Header version 1
+ * holds fc layers; version 2 (docs/export.md, "Conv networks") also conv layers (+-1
+ * kernels, stride, zero padding) and earliest-spike pooling (an output fires at the first
+ * spike of its window, once), image tensors channel-first.
  * Prediction: the output that fires first; among outputs firing in that step the higher
  * potential, then the lower index; if no output fires, the highest potential after the
  * last input spike (then the lower index). Only additions, comparisons and bit tests: no
@@ -41,9 +44,33 @@
 #endif
 #include BSTDG_MODEL
 
-#if BSTDG_FORMAT_VERSION != 1
-#error "this bstdg_infer.c reads header format version 1"
+#if BSTDG_FORMAT_VERSION != 1 && BSTDG_FORMAT_VERSION != 2
+#error "this bstdg_infer.c reads header format versions 1 (fc) and 2 (layered: conv, pool, fc)"
 #endif
+
+/* Layer geometry, BSTDG_GEOM_COLS values per layer: kind (0 fc, 1 conv, 2 pool), c_in,
+ * h_in, w_in, c_out, h_out, w_out, k (kernel or pool size), s (stride), p (padding). Image
+ * tensors are channel-first: unit (c, y, x) of a layer is number (c * h + y) * w + x. A
+ * version 1 header (fc only) has no table: main() fills one (c_in = n_in, c_out = n_out). */
+#define BSTDG_GEOM_COLS 10
+#define KIND_FC 0
+#define KIND_CONV 1
+#define KIND_POOL 2
+#if BSTDG_FORMAT_VERSION == 1
+static uint32_t bstdg_geometry[BSTDG_N_LAYERS * BSTDG_GEOM_COLS];
+static void fc_geometry(void)
+{
+    int l;
+    for (l = 0; l < BSTDG_N_LAYERS; l++) {
+        uint32_t *g = bstdg_geometry + l * BSTDG_GEOM_COLS;
+        memset(g, 0, BSTDG_GEOM_COLS * sizeof *g);
+        g[1] = bstdg_sizes[l];
+        g[2] = g[3] = g[5] = g[6] = 1;
+        g[4] = bstdg_sizes[l + 1];
+    }
+}
+#endif
+#define G(l, col) ((int32_t)bstdg_geometry[(l) * BSTDG_GEOM_COLS + (col)])
 
 static void fail(const char *message, long a, long b)
 {
@@ -71,7 +98,15 @@ static uint32_t crc_u32(uint32_t crc, uint32_t v)
     return crc;
 }
 
-/* The CRC-32 of t_max, the sizes, then per layer the weight bytes and the thresholds
+/* Bytes per weight row: one row per fc neuron (n_in bits) or conv output channel
+ * (c_in * k * k bits, in (ci, ky, kx) order), padded to whole bytes. */
+static long row_bytes(int l)
+{
+    long bits = G(l, 0) == KIND_CONV ? (long)G(l, 1) * G(l, 7) * G(l, 7) : (long)G(l, 1) * G(l, 2) * G(l, 3);
+    return (bits + 7) / 8;
+}
+
+/* The CRC-32 of t_max, the sizes (version 2: then the geometry table), then per layer the weight bytes and the thresholds
  * (int16 little-endian): must equal BSTDG_CRC32. */
 static uint32_t model_crc(void)
 {
@@ -81,8 +116,14 @@ static uint32_t model_crc(void)
     crc = crc_u32(crc, (uint32_t)BSTDG_T_MAX);
     for (l = 0; l <= BSTDG_N_LAYERS; l++)
         crc = crc_u32(crc, bstdg_sizes[l]);
+#if BSTDG_FORMAT_VERSION == 2
+    for (i = 0; i < BSTDG_N_LAYERS * BSTDG_GEOM_COLS; i++)
+        crc = crc_u32(crc, bstdg_geometry[i]);
+#endif
     for (l = 0; l < BSTDG_N_LAYERS; l++) {
-        n = (long)bstdg_sizes[l + 1] * (long)((bstdg_sizes[l] + 7) / 8);
+        if (G(l, 0) == KIND_POOL)
+            continue;  /* no weights, no thresholds */
+        n = (long)G(l, 4) * row_bytes(l);
         for (i = 0; i < n; i++)
             crc = crc_byte(crc, bstdg_weights[l][i]);
         for (i = 0; i < (long)bstdg_sizes[l + 1]; i++) {
@@ -112,17 +153,57 @@ static void start_sample(void)
     decided = 0;
 }
 
-/* Input i spikes in the current step: add its weight to every neuron of layer 0 (the
- * thresholds are compared at the end of the step, by end_step). */
+static int32_t layer_offset[BSTDG_N_LAYERS + 1];
+
+/* A spike of unit i (channel-first index of layer l's input) reaches layer l: fc adds bit
+ * i of every neuron's row; conv adds, for every output position whose receptive field
+ * holds the unit, the kernel sign of every output channel; pool counts the spike in its
+ * window's output (partial windows are dropped). Thresholds are compared by end_step. */
+static void add_spike(int l, int32_t i)
+{
+    int32_t *v = potential + layer_offset[l];
+    const uint8_t *w = bstdg_weights[l];
+    const int32_t kind = G(l, 0), h_in = G(l, 2), w_in = G(l, 3);
+    const int32_t c_out = G(l, 4), h_out = G(l, 5), w_out = G(l, 6), k = G(l, 7), st = G(l, 8), pad = G(l, 9);
+    const long row = kind == KIND_POOL ? 0 : row_bytes(l);
+    int32_t j, c, y, x, ky, kx, a, b, oy, ox, bit;
+
+    if (kind == KIND_FC) {
+        const uint8_t *col = w + (i >> 3);
+        const int shift = 7 - (i & 7);
+        for (j = 0; j < c_out; j++)
+            v[j] += ((col[(long)j * row] >> shift) & 1) ? 1 : -1;
+        return;
+    }
+    c = i / (h_in * w_in);
+    y = (i - c * h_in * w_in) / w_in;
+    x = i - (c * h_in + y) * w_in;
+    if (kind == KIND_POOL) {
+        oy = y / k;
+        ox = x / k;
+        if (oy < h_out && ox < w_out)
+            v[(c * h_out + oy) * w_out + ox] += 1;
+        return;
+    }
+    for (ky = 0; ky < k; ky++) {
+        a = y + pad - ky;  /* = oy * st for the output row oy that sees this unit at ky */
+        if (a < 0 || a % st != 0 || (oy = a / st) >= h_out)
+            continue;
+        for (kx = 0; kx < k; kx++) {
+            b = x + pad - kx;
+            if (b < 0 || b % st != 0 || (ox = b / st) >= w_out)
+                continue;
+            bit = (c * k + ky) * k + kx;
+            for (j = 0; j < c_out; j++)
+                v[(j * h_out + oy) * w_out + ox] += ((w[(long)j * row + (bit >> 3)] >> (7 - (bit & 7))) & 1) ? 1 : -1;
+        }
+    }
+}
+
+/* Input i spikes in the current step (the thresholds are compared at the end of the step). */
 static void add_input(int32_t i)
 {
-    const int32_t n_out = (int32_t)bstdg_sizes[1];
-    const long row = (long)((bstdg_sizes[0] + 7) / 8);
-    const uint8_t *col = bstdg_weights[0] + (i >> 3);
-    const int shift = 7 - (i & 7);
-    int32_t j;
-    for (j = 0; j < n_out; j++)
-        potential[j] += ((col[(long)j * row] >> shift) & 1) ? 1 : -1;
+    add_spike(0, i);
 }
 
 /* The prediction rule among the candidates cand[0..n-1] (output indices, ascending): the
@@ -146,37 +227,28 @@ static void decide(const int32_t *cand, int32_t n, int32_t t)
 }
 
 /* End of step t (layer 0 holds every input spike of the step): fire layer 0's neurons
- * that reach their threshold, feed the spikes through the deeper layers in the same step,
- * and decide when outputs fire. */
+ * that reach their threshold (pool outputs: 1), feed the spikes through the deeper layers
+ * in the same step, and decide when outputs fire. */
 static void end_step(int32_t t)
 {
-    int32_t i, j, k, l, n = 0, m, off = 0;
+    int32_t j, k, l, n = 0, m;
     int32_t *in = spikes_a, *out = spikes_b, *swap;
 
     for (l = 0; l < BSTDG_N_LAYERS && (l == 0 || n > 0); l++) {
-        const int32_t n_out = (int32_t)bstdg_sizes[l + 1];
-        const long row = (long)((bstdg_sizes[l] + 7) / 8);
-        const uint8_t *w = bstdg_weights[l];
+        const int32_t off = layer_offset[l], n_out = (int32_t)bstdg_sizes[l + 1];
+        const int pool = G(l, 0) == KIND_POOL;
         const int16_t *theta = bstdg_thresholds[l];
+        for (k = 0; k < n; k++)  /* layer 0's inputs were added by add_input */
+            add_spike(l, in[k]);
         m = 0;
         for (j = 0; j < n_out; j++) {
-            int32_t v = potential[off + j];
-            if (l > 0) {  /* layer 0's inputs were added by add_input */
-                const uint8_t *r = w + (long)j * row;
-                for (k = 0; k < n; k++) {
-                    i = in[k];
-                    v += ((r[i >> 3] >> (7 - (i & 7))) & 1) ? 1 : -1;
-                }
-                potential[off + j] = v;
-            }
-            if (!fired[off + j] && v >= theta[j]) {
+            if (!fired[off + j] && potential[off + j] >= (pool ? 1 : theta[j])) {
                 fired[off + j] = 1;
                 out[m++] = j;  /* in index order */
             }
         }
         swap = in; in = out; out = swap;
         n = m;
-        off += n_out;
     }
     if (l == BSTDG_N_LAYERS && n > 0)  /* outputs fired in this step: decide */
         decide(in, n, t);
@@ -295,6 +367,12 @@ int main(int argc, char **argv)
         return 2;
     }
     path = argv[1 + detail];
+#if BSTDG_FORMAT_VERSION == 1
+    fc_geometry();
+#endif
+    for (sample = 0; sample < BSTDG_N_LAYERS; sample++)
+        layer_offset[sample + 1] = layer_offset[sample] + (int32_t)bstdg_sizes[sample + 1];
+    sample = 0;
     if (model_crc() != (uint32_t)BSTDG_CRC32)
         fail("the model's weights and thresholds fail their CRC-32 check (corrupt header?)", 0, 0);
     f = strcmp(path, "-") == 0 ? stdin : fopen(path, "r");
