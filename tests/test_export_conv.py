@@ -2,6 +2,8 @@
 format, and the independent re-runs (numpy simulator, NIR-spec interpreter, C program)
 against the event engine, prediction for prediction, tie for tie, decision time for time."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -402,6 +404,14 @@ def test_cli_export_verify_of_a_conv_model(fmt, conv_run, capsys):
     assert isinstance(back, ExportedLayeredNet) and str(back.arch) == "conv4k5,pool2,fc16"
     if fmt == "c" and export.c_format.c_compiler() is not None:
         assert "compiled and run" in printed
+    # `bstdg eval FILE` reads the export and scores it as the run's own model
+    scores = []
+    for source in (run, out):
+        assert main_cli(["eval", str(source), "--json", "--data-dir", str(data.parent)]) == 0
+        result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        scores.append({k: result[k] for k in ("test_accuracy", "test_ties", "test_silent",
+                                              "mean_decision_time", "hidden_spikes_per_sample")})
+    assert scores[0] == scores[1]
 
 
 def test_cli_verify_hdl_refuses_a_conv_model(conv_run, capsys):
