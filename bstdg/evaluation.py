@@ -110,3 +110,32 @@ def evaluate(net, events, labels: np.ndarray, engine: str = "event") -> Evaluati
     start = time.perf_counter()
     result, decision = forward_decisions(bn, events, engine)
     return score(result, decision, labels, net.t_max, time.perf_counter() - start, bn)
+
+
+def layer_spike_times(bn: LayeredNet, events, chunk: int = 256) -> dict:
+    """When each layer does its work: per layer, the mean time step of its spikes that come
+    no later than the sample's decision (``mean``) and the mean time of its first such spike
+    (``first``, over the samples where it has one), keyed ``"l:layer"`` as
+    ``spikes_per_layer`` (the output layer last). An early-exit event-engine pass with every
+    neuron's spike time, ``chunk`` samples at a time (a conv layer's spike times cost its
+    neurons x 4 B per sample)."""
+    names = [str(layer) for layer in bn.arch.layers_all]
+    total = np.zeros(len(names))
+    count = np.zeros(len(names))
+    first_total = np.zeros(len(names))
+    first_count = np.zeros(len(names))
+    for start in range(0, len(events), chunk):
+        part = events.take(np.arange(start, min(start + chunk, len(events))))
+        result, decision = forward_decisions(bn, part, "event", keep_times=True)
+        for l in range(len(names)):
+            t = result.times[:, result.n_off[l]:result.n_off[l + 1]].astype(np.int64)
+            fired = (t <= decision.time[:, None]) & (t < bn.t_max)
+            total[l] += t[fired].sum()
+            count[l] += fired.sum()
+            has = fired.any(axis=1)
+            first_total[l] += np.where(fired, t, bn.t_max).min(axis=1)[has].sum()
+            first_count[l] += has.sum()
+    return {f"{l}:{name}": {"mean": float(total[l] / count[l]) if count[l] else None,
+                            "first": float(first_total[l] / first_count[l]) if first_count[l] else None}
+            for l, name in enumerate(names)}
+

@@ -99,8 +99,10 @@ def test_eval_and_bench_on_a_conv_run(conv_run, images_file, capsys):
     for key in ("test_accuracy", "test_ties", "test_silent", "mean_decision_time", "hidden_spikes_per_sample",
                 "spikes_per_layer"):
         assert dense[key] == event[key], key
+    assert set(ev["spike_time_per_layer"]) == set(metrics["spikes_per_layer"])
     assert main_cli(["eval", str(conv_run)]) == 0
-    assert "spikes per layer   conv4k3" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "spikes per layer   conv4k3" in printed and "spike time / layer conv4k3" in printed
     assert main_cli(["bench", "--model", str(conv_run), "--samples", "40", "--dense-samples", "8",
                      "--repeats", "1", "--json"]) == 0
     bench = json.loads(capsys.readouterr().out)

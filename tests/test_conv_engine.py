@@ -140,3 +140,29 @@ def test_layered_net_checks_shapes():
     with pytest.raises(ValueError, match="do not match"):
         LayeredNet(arch, (np.ones((1, 3, 3, 3), np.int8), np.ones((18, 2), np.int8)),
                    (np.ones(18, np.int32), np.ones(2, np.int32)), 10)
+
+
+@pytest.mark.parametrize("spec, shape", CASES[:3] + CASES[-1:], ids=[c[0] for c in CASES[:3] + CASES[-1:]])
+def test_layer_spike_times_against_the_reference_spike_times(spec, shape):
+    """Per layer, the mean step of the spikes up to the decision and of the first such spike,
+    from the early-exit engine in chunks, equal the same figures computed in numpy from the
+    time-stepped reference's full spike times."""
+    from bstdg.evaluation import layer_spike_times
+
+    rng = np.random.default_rng(7)
+    t_max = 20
+    arch = Architecture.parse(spec, shape, 4)
+    net = random_layered(rng, arch, t_max, max_threshold=4)
+    events = image_events(rng, 40, shape, t_max)
+    got = layer_spike_times(net, events, chunk=16)
+    dense = layered_forward_dense(net, events)
+    decision = metrics.decide(dense.output_times, dense.decision_potential, t_max).time
+    fr = dense  # the reference gives a ForwardResult with every spike time
+    assert list(got) == [f"{l}:{layer}" for l, layer in enumerate(arch.layers_all)]
+    for l, key in enumerate(got):
+        t = fr.layer_times(l).astype(float)
+        fired = (t <= decision[:, None]) & (t < t_max)
+        mean = t[fired].mean() if fired.any() else None
+        has = fired.any(1)
+        first = np.where(fired, t, np.inf).min(1)[has].mean() if has.any() else None
+        assert got[key]["mean"] == pytest.approx(mean) and got[key]["first"] == pytest.approx(first), key

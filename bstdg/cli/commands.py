@@ -94,7 +94,7 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     from ..bench import warm_up
     from ..runs import check_inputs, load_model
     from ..data import load_events, trained_options
-    from ..evaluation import evaluate
+    from ..evaluation import evaluate, layer_spike_times
     from ..export import detect_format, exported_model
 
     fmt = detect_format(run)  # an exported file (issue 18): evaluated as it was written
@@ -109,6 +109,8 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     result = {**ev.test_metrics(), "engine": engine, "export_format": fmt,
               "n_samples": len(test.labels), "dataset": dataset, "sizes": list(net.sizes),
               "t_max": net.t_max, **({"arch": str(arch)} if arch is not None else {})}
+    if arch is not None:  # when each layer works: a second, untimed pass keeping spike times
+        result["spike_time_per_layer"] = layer_spike_times(net.binary(), test.events)
     if as_json:
         print(json.dumps(result))
     else:
@@ -120,6 +122,11 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
         print(f"  hidden spikes      {ev.hidden_spikes_per_sample:.1f} per sample")
         if ev.spikes_per_layer is not None:
             print(f"  spikes per layer   {layer_spikes_line(ev.spikes_per_layer)}")
+        if "spike_time_per_layer" in result:
+            print("  spike time / layer " + ", ".join(
+                f"{key.split(':', 1)[1]} {t['mean']:.1f}" if t["mean"] is not None else f"{key.split(':', 1)[1]} -"
+                for key, t in result["spike_time_per_layer"].items())
+                + " (mean step of the spikes up to the decision)")
         print(f"  speed              {ev.samples_per_s:,.0f} samples/s")
     return result
 
