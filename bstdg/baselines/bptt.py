@@ -193,12 +193,22 @@ class Net:
         return {"weights": [w.detach().cpu().numpy().copy() for w in self.weights],
                 "thresholds": [th.detach().cpu().numpy().copy() for th in self.thresholds]}
 
+    def clone(self) -> "Net":
+        state = self.state()
+        return Net(state["weights"], state["thresholds"], self.binary, self.slope,
+                   any(th.requires_grad for th in self.thresholds), self.device)
+
 
 def fire_once(v, theta, slope: float):
     """Spikes ``(T, B, n)`` of neurons whose potentials after each step are ``v``: ``H(v -
     theta)`` at the first crossing, zero after it (the mask carries no gradient)."""
+    return first_only(spike_function().apply((v - theta) / theta.detach(), slope))
+
+
+def first_only(raw):
+    """``raw`` ``(T, B, ...)`` 0/1 with every unit's entries after its first 1 set to zero
+    (the mask carries no gradient)."""
     t = _torch()
-    raw = spike_function().apply((v - theta) / theta.detach(), slope)
     with t.no_grad():
         crossed = t.cummax(raw.to(t.uint8), 0).values  # crossed at or before step t
         before = t.zeros_like(raw)
@@ -263,11 +273,16 @@ def soft_first_times(s):
 
 
 def spike_times(s) -> np.ndarray:
-    """Integer first-spike times ``(B, n)`` int32 of spike trains ``(T, B, n)``; ``T`` = none."""
+    """Integer first-spike times ``(B, n)`` int32 of spike trains ``(T, B, n)``; ``T`` = none.
+    Spike maps ``(T, B, C, H, W)`` of a conv or pool layer give ``(B, H * W * C)``, numbered
+    channel-last as the engine numbers them (:mod:`bstdg.arch`)."""
     t = _torch()
     fired = s > 0
     first = t.argmax(fired.to(t.uint8), 0)
-    return t.where(fired.any(0), first, s.shape[0]).cpu().numpy().astype(np.int32)
+    times = t.where(fired.any(0), first, s.shape[0]).cpu().numpy().astype(np.int32)
+    if times.ndim == 4:
+        times = np.ascontiguousarray(times.transpose(0, 2, 3, 1)).reshape(len(times), -1)
+    return times
 
 
 def order_key(values: np.ndarray) -> np.ndarray:
@@ -324,9 +339,10 @@ def loss_function(s_out, labels, config: BPTTConfig, v_out=None, theta=None):
 
 def forward_result(spikes, v_out, binary: bool, t_max: int) -> tuple[ForwardResult, metrics.Decision]:
     """Spike times of every layer and the prediction rule's decision, as for the engine."""
-    times = np.concatenate([spike_times(s) for s in spikes], axis=1)
+    per_layer = [spike_times(s) for s in spikes]
+    times = np.concatenate(per_layer, axis=1)
     n_off = np.zeros(len(spikes) + 1, np.int64)
-    np.cumsum([s.shape[2] for s in spikes], out=n_off[1:])
+    np.cumsum([s.shape[1] for s in per_layer], out=n_off[1:])
     out_times = times[:, n_off[-2]:]
     potential = decision_potentials(v_out, out_times, binary)
     result = ForwardResult(times, potential, n_off)
@@ -445,9 +461,7 @@ def init_threads() -> int:
 
 
 def clone(net: Net) -> Net:
-    state = net.state()
-    return Net(state["weights"], state["thresholds"], net.binary, net.slope,
-               any(th.requires_grad for th in net.thresholds), net.device)
+    return net.clone()
 
 
 def to_snn(net: Net, t_max: int, meta: dict):
@@ -484,7 +498,12 @@ def run_method(run, binary: bool) -> dict:
     train, val, test = load_fit_val_test(run)
     out = Path(run.out)
     meta = model_meta(run.dataset, train)
-    if binary:
+    eval_batch = eval_batch_size(cfg.t_max)
+    if run.arch is not None:  # conv and pool layers: bptt_conv's network, the same loop
+        from . import bptt_conv
+        net = bptt_conv.build(run, cfg, train, meta, binary, device)
+        eval_batch = bptt_conv.eval_batch_size(net.arch, cfg.t_max)
+    elif binary:
         snn = initial_network(replace(TrainConfig(), optimizer="adam", hidden=cfg.hidden, t_max=cfg.t_max,
                                       seed=cfg.seed), train.events, train.n_classes, meta)
         net = Net.from_snn(snn, cfg.slope, train_theta=cfg.lr_theta > 0, device=device)
@@ -494,7 +513,8 @@ def run_method(run, binary: bool) -> dict:
     # One step on a throwaway copy first: torch's thread pools and first allocations are
     # then outside the measured epochs, as Numba's kernel loading is for BSTDG.
     Trainer(clone(net), cfg).step(train.events.take(np.arange(min(8, len(train.events)))), train.labels[:8])
-    evaluate(clone(net), test.events.take(np.arange(min(8, len(test.events)))), test.labels[:8], cfg.t_max)
+    evaluate(clone(net), test.events.take(np.arange(min(8, len(test.events)))), test.labels[:8], cfg.t_max,
+             eval_batch)
     trainer = Trainer(net, cfg)
     stopping = run.stopping()
     history, batches, gpu_peaks = [], [], []
@@ -503,8 +523,8 @@ def run_method(run, binary: bool) -> dict:
         with timed_epoch(run.meter, device, gpu_peaks):
             info = trainer.train_epoch(train.events, train.labels, log_every=50)
         batches += info.pop("batches")
-        ev = evaluate(net, test.events, test.labels, cfg.t_max)[0]
-        v = evaluate(net, val.events, val.labels, cfg.t_max)[0].accuracy if val is not None else None
+        ev = evaluate(net, test.events, test.labels, cfg.t_max, eval_batch)[0]
+        v = evaluate(net, val.events, val.labels, cfg.t_max, eval_batch)[0].accuracy if val is not None else None
         wall = float(sum(run.meter.seconds))
         info.update(ev.test_metrics(), wall_s=wall, val_accuracy=v)
         history.append(info)
@@ -514,12 +534,16 @@ def run_method(run, binary: bool) -> dict:
               + (f", held-out {v:.4f}" if v is not None else "")
               + f", {info['train_samples_per_s']:,.0f} train samples/s", flush=True)
     net = selected
-    ev, result, decision = evaluate(net, test.events, test.labels, cfg.t_max)
+    ev, result, decision = evaluate(net, test.events, test.labels, cfg.t_max, eval_batch)
     save_test_outputs(out, result, decision, test.labels, test.events.first_times(0, cfg.t_max),
                       cfg.t_max, net.sizes)
     extra = {}
     if binary:
-        snn = to_snn(net, cfg.t_max, meta)
+        if run.arch is not None:
+            from .bptt_conv import to_layered
+            snn = to_layered(net, cfg.t_max, meta)
+        else:
+            snn = to_snn(net, cfg.t_max, meta)
         snn.save(out / "model.npz")
         event = evaluate_event(snn, test.events, test.labels)
         extra["event_engine_test_accuracy"] = event.accuracy  # must equal test_accuracy
@@ -534,9 +558,9 @@ def run_method(run, binary: bool) -> dict:
         "train_accuracy_running": history[-1]["train_accuracy_running"],
         "epochs": cfg.epochs, "n_train": len(train.labels), "n_test": len(test.labels),
         "n_val": len(val.labels) if val is not None else 0,
-        "sizes": list(net.sizes), "config": config_dict(cfg), "history": history, **stopping.summary(),
+        "sizes": list(net.sizes), "arch": run.arch, "config": config_dict(cfg), "history": history, **stopping.summary(),
         "batches": batches, "torch_threads": n_threads, "device": str(device),
-        "inference": f"torch, time-stepped over all {cfg.t_max} steps, batches of {eval_batch_size(cfg.t_max)}",
+        "inference": f"torch, time-stepped over all {cfg.t_max} steps, batches of {eval_batch}",
         **extra,
     }
 
