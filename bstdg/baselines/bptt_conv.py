@@ -29,7 +29,7 @@ import numpy as np
 
 from ..arch import Architecture
 from . import require_torch
-from .bptt import Net, fire_once, first_only
+from .bptt import Net, fire_once, first_only, time_cumsum
 
 _torch = require_torch
 
@@ -79,7 +79,7 @@ def forward_layers(x, arch: Architecture, params, slope: float):
             w, th = next(params)
             cur = F.conv2d(inp.reshape(n_steps * batch, *inp.shape[2:]), w, stride=layer.stride,
                            padding=layer.padding)
-            v = t.cumsum(cur.reshape(n_steps, batch, *cur.shape[1:]), 0)
+            v = time_cumsum(cur.reshape(n_steps, batch, *cur.shape[1:]))
             inp = fire_once(v, th, slope)
         elif layer.kind == "pool":
             hit = F.max_pool2d(inp.reshape(n_steps * batch, *inp.shape[2:]), layer.size)
@@ -88,7 +88,7 @@ def forward_layers(x, arch: Architecture, params, slope: float):
             w, th = next(params)
             if inp.dim() == 5:  # (T, B, C, H, W) -> (T, B, H * W * C): channel-last, as the engine
                 inp = inp.permute(0, 1, 3, 4, 2).reshape(n_steps, batch, -1)
-            v = t.cumsum(t.matmul(inp, w), 0)
+            v = time_cumsum(t.matmul(inp, w))
             inp = fire_once(v, th, slope)
         spikes.append(inp)
     return spikes, v
