@@ -190,14 +190,14 @@ def run_bstdg_adam(config: MethodRun) -> dict:
 @register("bptt", "BPTT (torch), real weights, surrogate gradient, first-spike loss", needs_torch=True,
           selects=True, conv=True)
 def run_bptt(config: MethodRun) -> dict:
-    from .baselines.bptt import run_method
+    from .baselines.bptt_method import run_method
     return run_method(config, binary=False)
 
 
 @register("bptt-binary", "BPTT (torch), binary weights through a straight-through estimator",
           needs_torch=True, selects=True, conv=True)
 def run_bptt_binary(config: MethodRun) -> dict:
-    from .baselines.bptt import run_method
+    from .baselines.bptt_method import run_method
     return run_method(config, binary=True)
 
 
