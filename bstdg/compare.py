@@ -50,7 +50,7 @@ from .recipe import TrainConfig
 from .methods import (EarlyStopping, Meter, MethodRun, load_fit_val_test, load_splits,  # noqa: F401
                       maxrss_kib, model_meta, time_to_accuracy)  # (what a method uses)
 from .runs import RunFolder, save_test_outputs
-from .train import StopTraining, Trainer, fit, initial_network
+from .train import StopTraining, fit, initial_model, make_trainer
 
 # The BSTDG-family methods: one engine and trainer, different rules
 # (benchmarks/mnist_accuracy.py uses the same table).
@@ -82,17 +82,20 @@ class Method:
     description: str
     needs_torch: bool = False
     selects: bool = False  # applies the run's EarlyStopping (held-out split, --until-converged)
+    conv: bool = False  # trains networks with conv and pool layers (``--arch``)
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, description: str, needs_torch: bool = False, selects: bool = False):
+def register(name: str, description: str, needs_torch: bool = False, selects: bool = False,
+             conv: bool = False):
     """Decorator: ``@register("name", "what it is")`` on a ``(MethodRun) -> dict`` function.
     ``selects``: the method trains on ``load_fit_val_test`` and applies ``config.stopping()``
-    after every epoch (it can run ``--until-converged``)."""
+    after every epoch (it can run ``--until-converged``); ``conv``: it trains the network of
+    ``config.arch`` when that has conv or pool layers."""
     def add(fn):
-        METHODS[name] = Method(name, fn, description, needs_torch, selects)
+        METHODS[name] = Method(name, fn, description, needs_torch, selects, conv)
         return fn
     return add
 
@@ -105,14 +108,14 @@ def run_trainer(config: MethodRun, train_config: TrainConfig) -> dict:
     from .baselines.ratecode import bstdg_synops  # synaptic operations, counted as for the baselines
     from .bench import first, warm_up
 
-    tc = replace(train_config, hidden=tuple(config.hidden), t_max=config.t_max,
+    tc = replace(train_config, hidden=tuple(config.hidden), arch=config.arch, t_max=config.t_max,
                  epochs=config.epochs, seed=config.seed)
     train, val, test = load_fit_val_test(config)
-    net = initial_network(tc, train.events, train.n_classes, model_meta(config.dataset, train))
+    net = initial_model(tc, train.events, train.n_classes, model_meta(config.dataset, train))
     # Load the Numba kernels on a throwaway copy and a few samples, outside the measured epochs.
-    Trainer(net.copy(), tc).train_epoch(first(train.events, 8), train.labels[:8], progress=False)
+    make_trainer(net.copy(), tc).train_epoch(first(train.events, 8), train.labels[:8], progress=False)
     warm_up(net, first(test.events, 8))
-    trainer = Trainer(net, tc)
+    trainer = make_trainer(net, tc)
     stopping = config.stopping()
     selected = {}
 
@@ -132,9 +135,14 @@ def run_trainer(config: MethodRun, train_config: TrainConfig) -> dict:
     net = selected["net"]
     ev = evaluate(net, test.events, test.labels)
     RunFolder(config.out).save_model(net)
-    result, decision = forward_decisions(net.binary(), test.events, "event")
-    synops = bstdg_synops(result, decision, test.events, tc.t_max)
-    full = if_network_forward(net.binary(), first(test.events, 1))
+    if tc.layered:  # spike times kept for the histograms; synaptic operations counted for fc only
+        result, decision = forward_decisions(net.binary(), test.events, "event", keep_times=True)
+        full = forward_decisions(net.binary(), first(test.events, 1), "event", False, keep_times=True)[0]
+        synops = {}
+    else:
+        result, decision = forward_decisions(net.binary(), test.events, "event")
+        synops = bstdg_synops(result, decision, test.events, tc.t_max)
+        full = if_network_forward(net.binary(), first(test.events, 1))
     save_test_outputs(config.out, replace_times(result, full.times[0]), decision, test.labels,
                       test.events.first_times(0, tc.t_max), tc.t_max, net.sizes)
     return {
@@ -142,8 +150,8 @@ def run_trainer(config: MethodRun, train_config: TrainConfig) -> dict:
         "train_accuracy_running": history[-1]["train_accuracy_running"],
         "epochs": tc.epochs, "n_train": len(train.labels), "n_test": len(test.labels),
         "n_val": len(val.labels) if val is not None else 0,
-        "sizes": list(net.sizes), "config": tc.to_dict(), "history": history, **stopping.summary(),
-        "inference": "event-driven engine (Numba), early exit at the first output spike",
+        "sizes": list(net.sizes), "arch": tc.arch, "config": tc.to_dict(), "history": history,
+        **stopping.summary(), "inference": "event-driven engine (Numba), early exit at the first output spike",
         **{k: v for k, v in synops.items() if k != "hidden_spikes_per_sample"},
     }
 
@@ -156,7 +164,7 @@ def replace_times(result, times0):
     return ForwardResult(times, result.decision_potential, result.n_off)
 
 
-@register("bstdg", "BSTDG rule (bstdg.train defaults), event-driven engine", selects=True)
+@register("bstdg", "BSTDG rule (bstdg.train defaults), event-driven engine", selects=True, conv=True)
 def run_bstdg(config: MethodRun) -> dict:
     return run_trainer(config, TRAIN_CONFIGS["bstdg"])
 
@@ -180,16 +188,16 @@ def run_bstdg_adam(config: MethodRun) -> dict:
 
 
 @register("bptt", "BPTT (torch), real weights, surrogate gradient, first-spike loss", needs_torch=True,
-          selects=True)
+          selects=True, conv=True)
 def run_bptt(config: MethodRun) -> dict:
-    from .baselines.bptt import run_method
+    from .baselines.bptt_method import run_method
     return run_method(config, binary=False)
 
 
 @register("bptt-binary", "BPTT (torch), binary weights through a straight-through estimator",
-          needs_torch=True, selects=True)
+          needs_torch=True, selects=True, conv=True)
 def run_bptt_binary(config: MethodRun) -> dict:
-    from .baselines.bptt import run_method
+    from .baselines.bptt_method import run_method
     return run_method(config, binary=True)
 
 
@@ -321,7 +329,7 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
             hidden=(600,), out="runs/compare", data_dir=None, seed: int = 0,
             limit_train_for=None, isolate: bool = True, log=print, *, until_converged: bool = False,
             max_epochs: int | None = None, patience: int | None = None, budget_s: float | None = None,
-            val: int | None = None, device: str = "cpu", bptt_settings=None) -> dict:
+            val: int | None = None, device: str = "cpu", bptt_settings=None, arch=None) -> dict:
     """Train every method at every T, write ``out/compare.json``, ``out/compare.md`` and the
     plots, and return the summary. ``limit_train_for`` ({(method, T or None): N}) gives
     some runs fewer training samples (their time per epoch is then extrapolated per sample
@@ -335,11 +343,15 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
     accuracy. Without it ``epochs`` epochs are trained; ``val`` > 0 then still selects the
     epoch on the held-out split (default 0: none, the last epoch). ``device``: where the
     torch methods train (``cpu`` or ``cuda``). ``bptt_settings``: a ``--bptt-settings``
-    file (:func:`read_settings`)."""
+    file (:func:`read_settings`). ``arch``: the hidden layers as a spec (:mod:`bstdg.arch`)
+    instead of ``hidden``; fc layers only are the same as ``hidden``; with conv or pool
+    layers only the methods registered with ``conv=True`` run (:func:`resolve_arch`)."""
     methods, time_steps = list(methods), [int(t) for t in time_steps]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise BstdgError(f"unknown method {', '.join(unknown)}; known: {', '.join(METHODS)}")
+    if arch is not None:
+        hidden, arch = resolve_arch(arch, methods)
     if until_converged:
         epochs = max_epochs or MAX_EPOCHS
         patience = patience or PATIENCE
@@ -381,7 +393,7 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
                                n, limit_test, str(data_dir) if data_dir else None, val=val,
                                patience=patience, budget_s=budget_s,
                                device=device if METHODS[m].needs_torch else "cpu",
-                               settings=settings_for(settings, m, t_max))
+                               settings=settings_for(settings, m, t_max), arch=arch)
             what = (f"until converged (patience {patience}, at most {epochs} epochs"
                     + (f", budget {budget_s:,.0f} s" if budget_s else "") + ")"
                     if until_converged else f"{epochs} epoch(s)")
@@ -404,7 +416,7 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
     summary = {
         "date": time.strftime("%Y-%m-%d"), "machine": machine(), "command": " ".join(sys.argv),
         "dataset": dataset, "methods": methods, "time_steps": time_steps, "epochs": epochs,
-        "hidden": list(hidden), "seed": seed, "limit_train": limit_train, "limit_test": limit_test,
+        "hidden": list(hidden), "arch": arch, "seed": seed, "limit_train": limit_train, "limit_test": limit_test,
         "until_converged": until_converged, "patience": patience, "budget_s": budget_s,
         "val": val, "device": device, "bptt_settings": str(bptt_settings) if bptt_settings else None,
         "n_val": max(r.get("n_val", 0) for r in rows),
@@ -422,6 +434,27 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
     from .report import compare_report
     compare_report(out, log=log)
     return summary
+
+
+def resolve_arch(spec: str, methods) -> tuple[tuple, str | None]:
+    """``(hidden, arch)`` of ``--arch spec``: the fc sizes and the spec when it has conv or
+    pool layers, else ``(fc sizes, None)`` (the ``--hidden`` networks). One-line BstdgError
+    for a bad spec, or when a method cannot train conv layers (listing those that can)."""
+    from .arch import parse_layers
+
+    try:
+        layers = parse_layers(spec)
+    except BstdgError as exc:
+        raise BstdgError(f"--arch: {exc}") from None
+    hidden = tuple(layer.units for layer in layers if layer.kind == "fc")
+    if all(layer.kind == "fc" for layer in layers):
+        return hidden, None
+    spec = ",".join(str(layer) for layer in layers)
+    cannot = [m for m in methods if not METHODS[m].conv]
+    if cannot:
+        raise BstdgError(f"--arch {spec}: {', '.join(cannot)} cannot train conv or pool layers; methods "
+                         f"that can: {', '.join(m for m in METHODS if METHODS[m].conv)}")
+    return hidden, spec
 
 
 # What compare.json keeps of each run's history (the time-to-accuracy curves).

@@ -126,6 +126,10 @@ class MethodRun:
     budget_s: float | None = None
     device: str = "cpu"  # torch methods: "cpu" or "cuda"
     settings: dict | None = None  # hyper-parameters of this (method, T) (``--bptt-settings``)
+    # ``bstdg compare --arch``: the hidden layers as an arch spec with conv or pool layers
+    # (:mod:`bstdg.arch`; ``hidden`` then holds the sizes of its fc layers); None: fc layers
+    # of the sizes ``hidden``.
+    arch: str | None = None
     meter: Meter = field(default_factory=Meter, compare=False, repr=False)
 
     def to_dict(self) -> dict:

@@ -467,7 +467,8 @@ def key_figure_lines(summary: dict) -> list:
 
 
 def compare_markdown(summary: dict, figures: dict, sub_reports: dict, run: Path) -> str:
-    hidden = "-".join(str(s) for s in [784, *summary.get("hidden", []), 10])
+    layers = summary["arch"].split(",") if summary.get("arch") else summary.get("hidden", [])
+    hidden = "-".join(str(s) for s in [784, *layers, 10])
     lines = [f"# Comparison on {summary.get('dataset')} ({hidden})", "",
              f"Date {summary.get('date')}, machine: {summary.get('machine')}.", "",
              f"Command: `{summary.get('command')}`", "",

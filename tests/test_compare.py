@@ -414,3 +414,51 @@ def test_lr_sweep_inherits_the_slope_at_long_time_steps(data_dir, tmp_path):
     assert len(at4) == 2 and [r["n_train"] for r in at4] == [10, 10]  # one per T, in the order given
     assert len(at8) == 1 and at8[0]["settings"]["slope"] == doc["settings"]["bptt"]["4"]["slope"]
     assert at8[0]["n_train"] == 20
+
+
+# --- conv networks (--arch) ------------------------------------------------------------------
+
+CONV_METHODS = ["bstdg"] + (["bptt", "bptt-binary"] if HAVE_TORCH else [])
+
+
+def test_compare_trains_conv_networks_with_the_methods_that_can(data_dir, tmp_path):
+    """``--arch`` with conv layers: bstdg trains the layered net, bptt / bptt-binary the torch
+    conv network; the binary one's saved model runs identically on the event engine."""
+    out = tmp_path / "conv"
+    summary = C.compare("mnist", CONV_METHODS, [8], epochs=1, out=out, data_dir=data_dir, isolate=False,
+                        log=lambda *_: None, arch="conv3k5s2,pool2,fc10", limit_test=20)
+    assert summary["arch"] == "conv3k5s2,pool2,fc10" and summary["hidden"] == [10]
+    for r in summary["runs"]:
+        assert r["arch"] == "conv3k5s2,pool2,fc10" and r["sizes"] == [784, 432, 108, 10, 10]
+        assert r["peak_train_mib"] >= 0 and r["train_s_per_epoch"] > 0
+        metrics = json.loads((out / f"{r['method']}-T8" / "metrics.json").read_text())
+        assert metrics["run_config"]["arch"] == "conv3k5s2,pool2,fc10"
+    if HAVE_TORCH:
+        metrics = json.loads((out / "bptt-binary-T8" / "metrics.json").read_text())
+        assert metrics["event_engine_test_accuracy"] == metrics["test_accuracy"]
+        assert set(summary["key_figures"]["8"]["memory_ratio"]) == {"bptt", "bptt-binary"}
+    assert "784-conv3k5s2-pool2-fc10-10" in (out / "compare.md").read_text()
+
+
+def test_method_run_keeps_its_arch_through_json():
+    run = C.MethodRun("bptt", "mnist", 8, "x", (10,), arch="conv3k5,pool2,fc10")
+    assert C.MethodRun.from_dict(json.loads(json.dumps(run.to_dict()))) == run
+    old = {k: v for k, v in run.to_dict().items() if k != "arch"}  # a config written before --arch
+    assert C.MethodRun.from_dict(old).arch is None
+
+
+def test_arch_of_fc_layers_is_the_hidden_network():
+    assert C.resolve_arch("fc12,8", ["bstdg", "s4nn-rule"]) == ((12, 8), None)
+    assert C.resolve_arch("conv4k3, pool2,fc8", ["bstdg"]) == ((8,), "conv4k3,pool2,fc8")
+
+
+@pytest.mark.parametrize("argv, fragment", [
+    (["compare", "--arch", "conv4k3,pool2", "--methods", "bstdg,s4nn-rule,snntorch", "--out", "x"],
+     "s4nn-rule, snntorch cannot train conv or pool layers; methods that can: bstdg, bptt, bptt-binary"),
+    (["compare", "--arch", "conv4k3,blob", "--out", "x"], "--arch: arch: bad layer 'blob'"),
+    (["compare", "--arch", "conv4k3", "--hidden", "30", "--out", "x"], "--hidden and --arch"),
+])
+def test_arch_user_errors_are_one_line(argv, fragment, data_dir, capsys):
+    assert main_cli(argv + ["--data-dir", str(data_dir)]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("bstdg: error: ") and fragment in err[0], err

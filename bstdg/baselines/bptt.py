@@ -29,7 +29,7 @@ Set-up (see ``docs/baselines.md`` for the reasons):
 
 Two unrollings compute the same thing: ``loop`` (step by step, the textbook BPTT graph) and
 ``scan`` (default; each layer's input currents for all ``T`` steps in one matmul, the
-membrane recurrence as a cumulative sum, the fire-once mask as a cumulative max). Both keep
+membrane recurrence as a cumulative sum, the fire-once mask from each unit's first spike). Both keep
 ``O(T * B * n)`` activations for the backward pass.
 """
 
@@ -45,7 +45,6 @@ from .. import metrics
 from ..encoding import SpikeEvents
 from ..engine import ForwardResult
 from ..evaluation import Evaluation, score
-from ..files import save_npz
 from . import require_torch
 
 _torch = require_torch  # torch is imported on first use, never at module import
@@ -113,6 +112,36 @@ def spike_function():
 
 
 SpikeFn = None
+
+
+def time_cumsum(x):
+    """``cumsum(x, 0)`` of a ``(T, ...)`` tensor as ``T - 1`` in-place adds of whole steps
+    (forward) and of the reversed gradient (backward): the same sums as ``torch.cumsum``,
+    which on CPU walks dimension 0 several times slower."""
+    global CumsumFn
+    if CumsumFn is None:
+        t = _torch()
+
+        def scan(y, reverse):
+            steps = range(len(y) - 2, -1, -1) if reverse else range(1, len(y))
+            for i in steps:
+                y[i].add_(y[i + 1] if reverse else y[i - 1])
+            return y
+
+        class _CumsumFn(t.autograd.Function):
+            @staticmethod
+            def forward(ctx, v):
+                return scan(v.contiguous().clone(), False)
+
+            @staticmethod
+            def backward(ctx, grad):
+                return scan(grad.contiguous().clone(), True)
+
+        CumsumFn = _CumsumFn
+    return CumsumFn.apply(x)
+
+
+CumsumFn = None
 
 
 class Net:
@@ -193,17 +222,31 @@ class Net:
         return {"weights": [w.detach().cpu().numpy().copy() for w in self.weights],
                 "thresholds": [th.detach().cpu().numpy().copy() for th in self.thresholds]}
 
+    def clone(self) -> "Net":
+        state = self.state()
+        return Net(state["weights"], state["thresholds"], self.binary, self.slope,
+                   any(th.requires_grad for th in self.thresholds), self.device)
+
 
 def fire_once(v, theta, slope: float):
     """Spikes ``(T, B, n)`` of neurons whose potentials after each step are ``v``: ``H(v -
     theta)`` at the first crossing, zero after it (the mask carries no gradient)."""
+    return first_only(spike_function().apply((v - theta) / theta.detach(), slope))
+
+
+def first_only(raw):
+    """``raw`` ``(T, B, ...)`` 0/1 times the mask ``t <= first 1 of its unit`` (all steps of a
+    unit without a 1): entries after the first 1 become zero, the surrogate gradient of the
+    steps up to it passes (the mask carries no gradient). The first 1 is found with one
+    ``argmax`` over time (a cumulative max is several times slower on CPU)."""
     t = _torch()
-    raw = spike_function().apply((v - theta) / theta.detach(), slope)
+    n_steps = raw.shape[0]
     with t.no_grad():
-        crossed = t.cummax(raw.to(t.uint8), 0).values  # crossed at or before step t
-        before = t.zeros_like(raw)
-        before[1:] = crossed[:-1]
-    return raw * (1.0 - before)
+        fired = raw > 0
+        first = t.where(fired.any(0), t.argmax(fired.to(t.uint8), 0), n_steps)
+        steps = t.arange(n_steps, device=raw.device).view(n_steps, *([1] * (raw.dim() - 1)))
+        keep = (steps <= first).to(raw.dtype)
+    return raw * keep
 
 
 def forward_scan(x, layers, slope: float):
@@ -212,7 +255,7 @@ def forward_scan(x, layers, slope: float):
     spikes = []
     v = None
     for w, th in layers:
-        v = t.cumsum(t.matmul(inp, w), 0)  # no leak, no reset: V_t = sum_{t' <= t} I_t'
+        v = time_cumsum(t.matmul(inp, w))  # no leak, no reset: V_t = sum_{t' <= t} I_t'
         inp = fire_once(v, th, slope)
         spikes.append(inp)
     return spikes, v
@@ -263,11 +306,16 @@ def soft_first_times(s):
 
 
 def spike_times(s) -> np.ndarray:
-    """Integer first-spike times ``(B, n)`` int32 of spike trains ``(T, B, n)``; ``T`` = none."""
+    """Integer first-spike times ``(B, n)`` int32 of spike trains ``(T, B, n)``; ``T`` = none.
+    Spike maps ``(T, B, C, H, W)`` of a conv or pool layer give ``(B, H * W * C)``, numbered
+    channel-last as the engine numbers them (:mod:`bstdg.arch`)."""
     t = _torch()
     fired = s > 0
     first = t.argmax(fired.to(t.uint8), 0)
-    return t.where(fired.any(0), first, s.shape[0]).cpu().numpy().astype(np.int32)
+    times = t.where(fired.any(0), first, s.shape[0]).cpu().numpy().astype(np.int32)
+    if times.ndim == 4:
+        times = np.ascontiguousarray(times.transpose(0, 2, 3, 1)).reshape(len(times), -1)
+    return times
 
 
 def order_key(values: np.ndarray) -> np.ndarray:
@@ -324,9 +372,10 @@ def loss_function(s_out, labels, config: BPTTConfig, v_out=None, theta=None):
 
 def forward_result(spikes, v_out, binary: bool, t_max: int) -> tuple[ForwardResult, metrics.Decision]:
     """Spike times of every layer and the prediction rule's decision, as for the engine."""
-    times = np.concatenate([spike_times(s) for s in spikes], axis=1)
+    per_layer = [spike_times(s) for s in spikes]
+    times = np.concatenate(per_layer, axis=1)
     n_off = np.zeros(len(spikes) + 1, np.int64)
-    np.cumsum([s.shape[2] for s in spikes], out=n_off[1:])
+    np.cumsum([s.shape[1] for s in per_layer], out=n_off[1:])
     out_times = times[:, n_off[-2]:]
     potential = decision_potentials(v_out, out_times, binary)
     result = ForwardResult(times, potential, n_off)
@@ -441,13 +490,7 @@ def init_threads() -> int:
 
 
 
-# --- a ``bstdg compare`` method --------------------------------------------------------------
-
-
-def clone(net: Net) -> Net:
-    state = net.state()
-    return Net(state["weights"], state["thresholds"], net.binary, net.slope,
-               any(th.requires_grad for th in net.thresholds), net.device)
+# --- export (the ``bstdg compare`` method: :mod:`bstdg.baselines.bptt_method`) ------------------
 
 
 def to_snn(net: Net, t_max: int, meta: dict):
@@ -458,87 +501,6 @@ def to_snn(net: Net, t_max: int, meta: dict):
     state = net.state()
     return BinarySNN(net.sizes, t_max, np.concatenate([w.ravel() for w in state["weights"]]),
                      np.concatenate(state["thresholds"]), meta)
-
-
-def run_method(run, binary: bool) -> dict:
-    """``bptt`` / ``bptt-binary`` for :mod:`bstdg.compare` (``run`` is a ``MethodRun``):
-    hyper-parameters from :func:`default_config` with ``run.settings`` over them, trained on
-    ``run.device``; after each epoch the run's :class:`~bstdg.methods.EarlyStopping` (the rule
-    the BSTDG methods apply through a ``fit`` hook) decides whether to go on and which
-    epoch's network is kept, evaluated and saved."""
-    from pathlib import Path
-
-    from ..methods import load_fit_val_test, model_meta
-    from ..evaluation import evaluate as evaluate_event
-    from ..recipe import TrainConfig
-    from ..runs import save_test_outputs
-    from ..train import initial_network
-    from . import apply_settings, timed_epoch, torch_device
-
-    n_threads = init_threads()
-    t = _torch()
-    device = torch_device(run.device)
-    t.manual_seed(run.seed)
-    cfg = apply_settings(default_config(binary, hidden=tuple(run.hidden), t_max=run.t_max,
-                                        epochs=run.epochs, seed=run.seed), run.settings, FIXED)
-    train, val, test = load_fit_val_test(run)
-    out = Path(run.out)
-    meta = model_meta(run.dataset, train)
-    if binary:
-        snn = initial_network(replace(TrainConfig(), optimizer="adam", hidden=cfg.hidden, t_max=cfg.t_max,
-                                      seed=cfg.seed), train.events, train.n_classes, meta)
-        net = Net.from_snn(snn, cfg.slope, train_theta=cfg.lr_theta > 0, device=device)
-    else:
-        sizes = (train.events.n_units, *cfg.hidden, train.n_classes)
-        net = Net.gaussian(sizes, np.random.default_rng(cfg.seed), 1.0, cfg.slope, device)
-    # One step on a throwaway copy first: torch's thread pools and first allocations are
-    # then outside the measured epochs, as Numba's kernel loading is for BSTDG.
-    Trainer(clone(net), cfg).step(train.events.take(np.arange(min(8, len(train.events)))), train.labels[:8])
-    evaluate(clone(net), test.events.take(np.arange(min(8, len(test.events)))), test.labels[:8], cfg.t_max)
-    trainer = Trainer(net, cfg)
-    stopping = run.stopping()
-    history, batches, gpu_peaks = [], [], []
-    selected = None
-    while not stopping.stop:
-        with timed_epoch(run.meter, device, gpu_peaks):
-            info = trainer.train_epoch(train.events, train.labels, log_every=50)
-        batches += info.pop("batches")
-        ev = evaluate(net, test.events, test.labels, cfg.t_max)[0]
-        v = evaluate(net, val.events, val.labels, cfg.t_max)[0].accuracy if val is not None else None
-        wall = float(sum(run.meter.seconds))
-        info.update(ev.test_metrics(), wall_s=wall, val_accuracy=v)
-        history.append(info)
-        if stopping.update(info["epoch"], wall, v, ev.accuracy):
-            selected = clone(net)
-        print(f"  epoch {info['epoch']}: loss {info['loss']:.4f}, test accuracy {ev.accuracy:.4f}"
-              + (f", held-out {v:.4f}" if v is not None else "")
-              + f", {info['train_samples_per_s']:,.0f} train samples/s", flush=True)
-    net = selected
-    ev, result, decision = evaluate(net, test.events, test.labels, cfg.t_max)
-    save_test_outputs(out, result, decision, test.labels, test.events.first_times(0, cfg.t_max),
-                      cfg.t_max, net.sizes)
-    extra = {}
-    if binary:
-        snn = to_snn(net, cfg.t_max, meta)
-        snn.save(out / "model.npz")
-        event = evaluate_event(snn, test.events, test.labels)
-        extra["event_engine_test_accuracy"] = event.accuracy  # must equal test_accuracy
-    else:
-        state = net.state()
-        save_npz(out / "model_real.npz", **{f"w{l}": w for l, w in enumerate(state["weights"])},
-                 **{f"theta{l}": th for l, th in enumerate(state["thresholds"])})
-    if gpu_peaks:
-        extra["gpu_peak_train_mib"] = max(gpu_peaks)
-    return {
-        "dataset": run.dataset, **ev.test_metrics(),
-        "train_accuracy_running": history[-1]["train_accuracy_running"],
-        "epochs": cfg.epochs, "n_train": len(train.labels), "n_test": len(test.labels),
-        "n_val": len(val.labels) if val is not None else 0,
-        "sizes": list(net.sizes), "config": config_dict(cfg), "history": history, **stopping.summary(),
-        "batches": batches, "torch_threads": n_threads, "device": str(device),
-        "inference": f"torch, time-stepped over all {cfg.t_max} steps, batches of {eval_batch_size(cfg.t_max)}",
-        **extra,
-    }
 
 
 # What ``--bptt-settings`` may not set: the run decides them.

@@ -99,7 +99,10 @@ def build_parser() -> Parser:
     p.add_argument("--limit-train-for", metavar="METHOD[@T]=N,...",
                    help="fewer training samples for some runs, e.g. bptt@256=2000 (their time "
                         "per epoch is extrapolated per sample)")
-    p.add_argument("--hidden", type=hidden_sizes, default=(600,), help="hidden layer sizes (default 600)")
+    p.add_argument("--hidden", type=hidden_sizes, help="hidden layer sizes (default 600)")
+    p.add_argument("--arch", metavar="SPEC",
+                   help="hidden layers as convCkK[sS][pP], poolN, fcN (e.g. conv16k5,pool2,fc128); with "
+                        "conv or pool layers only bstdg, bptt and bptt-binary run (docs/baselines.md)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", help="folder holding the dataset (else $BSTDG_DATA, ./datasets)")
     p.add_argument("--until-converged", action="store_true",

@@ -259,9 +259,10 @@ def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,b
                     time_steps="16,64,256", epochs: int = 1, limit_train=None, limit_test=None,
                     hidden=(600,), data_dir=None, seed: int = 0, limit_train_for=None,
                     until_converged: bool = False, max_epochs=None, patience=None, budget_s=None,
-                    val=None, device: str = "cpu", bptt_settings=None) -> dict:
+                    val=None, device: str = "cpu", bptt_settings=None, arch=None) -> dict:
     """Train every method at every T (one fresh process each) and write ``out/compare.json``,
-    ``out/compare.md`` and the plots (see :mod:`bstdg.compare`)."""
+    ``out/compare.md`` and the plots (see :mod:`bstdg.compare`). ``arch``: the hidden layers
+    as a spec (``--arch``), instead of ``hidden``."""
     from ..compare import compare, parse_overrides
 
     methods = methods.split(",") if isinstance(methods, str) else list(methods)
@@ -270,11 +271,15 @@ def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,b
             time_steps = [int(t) for t in time_steps.split(",")]
         except ValueError:
             raise BstdgError(f"--time-steps: expected numbers like 16,64,256, got {time_steps!r}") from None
+    if arch is not None and hidden is not None:
+        raise BstdgError("--hidden and --arch both name the hidden layers: give one of them "
+                         "(--hidden N is the shorthand of --arch fcN)")
     writable_dir(out)
+    hidden = (600,) if hidden is None else hidden
     summary = compare(dataset, methods, time_steps, epochs, limit_train, limit_test, tuple(hidden),
                       out, existing_data_dir(data_dir), seed, parse_overrides(limit_train_for),
                       until_converged=until_converged, max_epochs=max_epochs, patience=patience,
-                      budget_s=budget_s, val=val, device=device, bptt_settings=bptt_settings)
+                      budget_s=budget_s, val=val, device=device, bptt_settings=bptt_settings, arch=arch)
     from ..report import compare_table, key_figure_lines
 
     print()
