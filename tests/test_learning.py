@@ -248,7 +248,8 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     sample (timing factors on, no clipping at these sizes), and leaves hidden thresholds."""
     from bstdg.engine.event import if_network_batch
     from bstdg.learning import normalise_rows
-    from bstdg.online import sgd_samples
+    from bstdg.learning import SampleOutputs
+    from bstdg.online import FcState, SgdParams, sgd_samples
 
     t_max, sizes = 40, (12, 6, 3)
     rng = np.random.default_rng(3)
@@ -278,9 +279,10 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     theta_int = net.integer_thresholds()
     out_times = np.empty((1, 3), np.int32)
     potential = np.empty((1, 3), np.int32)
-    sgd_samples(events.times, events.units, events.ptr, np.array([0]), label, net.w, w_bin, net.w_off,
-                np.asarray(sizes, np.int64), net.theta, theta_int, net.n_off, t_max, lr_w, lr_theta,
-                np.array([False, True]), float(rule.margin), True, g, h, h_anti, out_times, potential)
+    sgd_samples(events.arrays(), np.array([0]), label,
+                FcState(net.w, w_bin, net.w_off, np.asarray(sizes, np.int64), net.theta, theta_int, net.n_off),
+                SgdParams(t_max, lr_w, lr_theta, np.array([False, True]), float(rule.margin), True, g, h, h_anti),
+                SampleOutputs(out_times, potential))
     np.testing.assert_array_equal(out_times, out)
     assert not np.array_equal(net.w, w)
     np.testing.assert_allclose(net.w, expected_w, atol=1e-6)
