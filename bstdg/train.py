@@ -21,6 +21,7 @@ from . import metrics
 from .evaluation import evaluate
 from .encoding import SpikeEvents, shift_events
 from .errors import BstdgError
+from .engine import PackedFc
 from .engine.event import if_network_batch
 from .learning import (SampleOutputs, backprop_timing_error, drop_futile, normalise_rows, output_error,
                        output_loss, probe_times, timing_factor, weight_gradient)
@@ -110,9 +111,9 @@ class Trainer:
         if self.config.optimizer != "adam":
             raise ValueError("Trainer.step is the mini-batch (adam) update; sgd trains with sgd_chunk")
         net, rule, t_max = self.net, self.config.rule, self.net.t_max
-        times, potential = if_network_batch(batch.times, batch.units, batch.ptr, self.w_bin, net.w_off,
-                                            np.asarray(net.sizes, np.int64), net.integer_thresholds(),
-                                            net.n_off, t_max, False)
+        packed = PackedFc(self.w_bin, net.w_off, np.asarray(net.sizes, np.int64), net.integer_thresholds(),
+                          net.n_off)
+        times, potential = if_network_batch(batch.arrays(), packed, t_max, False)
         n = len(batch)
         grad_theta = np.empty(net.theta.size, np.float32)
         out_times = times[:, net.n_off[-2]:]

@@ -246,6 +246,7 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     """`bstdg.online.sgd_samples` on one sample moves every latent weight and output
     threshold by exactly ``-lr`` times the gradients the mini-batch kernels give for that
     sample (timing factors on, no clipping at these sizes), and leaves hidden thresholds."""
+    from bstdg.engine import PackedFc
     from bstdg.engine.event import if_network_batch
     from bstdg.learning import normalise_rows
     from bstdg.learning import SampleOutputs
@@ -264,8 +265,8 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     label = np.array([2])
     lr_w, lr_theta = np.array([0.05, 0.02]), np.float32(0.1)
 
-    times, _ = if_network_batch(events.times, events.units, events.ptr, w_bin, net.w_off,
-                                np.asarray(sizes, np.int64), net.integer_thresholds(), net.n_off, t_max, False)
+    packed = PackedFc(w_bin, net.w_off, np.asarray(sizes, np.int64), net.integer_thresholds(), net.n_off)
+    times, _ = if_network_batch(events.arrays(), packed, t_max, False)
     hid, out = times[:, :6], times[:, 6:]
     assert (hid < t_max).any() and (out < t_max).any()
     d_out = normalise_rows(output_error(out, label, t_max, rule))
