@@ -55,7 +55,7 @@ from .learning import (anytime_output_error, potential_window, pre_timing_error,
 
 class FcState(NamedTuple):
     """The arrays of a fully connected network that the training kernels read and update in
-    place (one Numba kernel argument; :meth:`bstdg.train.Trainer.fc_state` builds it). Layer
+    place (one Numba kernel argument). Layer
     ``l`` has ``sizes[l]`` inputs and ``sizes[l+1]`` neurons; its weights are the row-major
     ``(sizes[l], sizes[l+1])`` block ``w[w_off[l]:w_off[l+1]]``, its neurons
     ``n_off[l]:n_off[l+1]`` of the threshold vectors."""
@@ -73,8 +73,8 @@ class AnytimeParams(NamedTuple):
     """The settings of :func:`anytime_samples` (one Numba kernel argument)."""
 
     t_max: int  # time steps of a sample
-    probes: np.ndarray  # int32 (m,), probe times T_j in steps (bstdg.learning.probe_times)
-    lr_w: np.ndarray  # float (L,), weight learning rate per layer (decay applied)
+    probes: np.ndarray  # int64 (m,), probe times T_j in steps (bstdg.learning.probe_times)
+    lr_w: np.ndarray  # float64 (L,), weight learning rate per layer (decay applied)
     lr_theta: float  # hidden threshold learning rate (decay applied)
     learn_theta: np.ndarray  # bool (L,), whether layer l learns its thresholds
     beta: float  # softmax inverse temperature, per unit of potential
@@ -85,14 +85,14 @@ class SgdParams(NamedTuple):
     """The settings of :func:`sgd_samples` (one Numba kernel argument)."""
 
     t_max: int  # time steps of a sample
-    lr_w: np.ndarray  # float (L,), weight learning rate per layer (decay applied)
+    lr_w: np.ndarray  # float64 (L,), weight learning rate per layer (decay applied)
     lr_theta: float  # threshold learning rate (decay applied)
     learn_theta: np.ndarray  # bool (L,), whether layer l learns its thresholds
     margin: float  # the s4nn loss's target margin, in steps
     normalise: bool  # scale each layer's error to unit L2 norm
-    g: np.ndarray  # float (t_max+1,), weight timing factor g(t_j - t_i)
-    h: np.ndarray  # float (t_max+1,), causal error-sending factor
-    h_anti: np.ndarray  # float (t_max+1,), anti-causal error-sending factor
+    g: np.ndarray  # float32 (t_max+1,), weight timing factor g(t_j - t_i)
+    h: np.ndarray  # float32 (t_max+1,), causal error-sending factor
+    h_anti: np.ndarray  # float32 (t_max+1,), anti-causal error-sending factor
     silent_fire_later: bool = False  # silent neurons keep their "fire later" errors
 
 

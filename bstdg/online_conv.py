@@ -61,12 +61,12 @@ class LayeredAnytimeParams(NamedTuple):
     """The settings of :func:`anytime_layered_samples` (one Numba kernel argument)."""
 
     t_max: int  # time steps of a sample
-    probes: np.ndarray  # int32 (m,), probe times T_j in steps (bstdg.learning.probe_times)
-    lr_w: np.ndarray  # float (L,), weight learning rate per layer (decay applied)
+    probes: np.ndarray  # int64 (m,), probe times T_j in steps (bstdg.learning.probe_times)
+    lr_w: np.ndarray  # float64 (L,), weight learning rate per layer (decay applied)
     lr_theta: float  # hidden threshold learning rate (decay applied)
     learn_theta: np.ndarray  # bool (L,), whether layer l learns its thresholds
     beta: float  # softmax inverse temperature, per unit of potential
-    window: np.ndarray  # float (L,), half-width of phi for the neurons of layer l, in units of potential
+    window: np.ndarray  # float64 (L,), half-width of phi for the neurons of layer l, in units of potential
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
