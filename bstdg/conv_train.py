@@ -22,9 +22,9 @@ from .convnet import LayeredSNN
 from .encoding import SpikeEvents, shift_events
 from .engine.conv import routes, weight_shape
 from .errors import BstdgError
-from .learning import probe_times
+from .learning import SampleOutputs, probe_times
 from .limits import available_memory
-from .online_conv import anytime_layered_samples
+from .online_conv import LayeredAnytimeParams, LayeredState, anytime_layered_samples
 from .optim import AVERAGE_EVERY, average_decay, moving_average
 from .progress import Progress
 from .recipe import TrainConfig
@@ -112,6 +112,11 @@ class LayeredTrainer:
         decay = c.lr_decay ** self.epoch
         theta_int, theta_neuron = net.integer_thresholds(), net.neuron_thresholds()
         n_out = net.arch.n_classes
+        state = LayeredState(self.perm, net.w, self.w_bin, net.geom, net.n_off, net.theta, theta_int, theta_neuron,
+                             net.theta_map)
+        params = LayeredAnytimeParams(net.t_max, self.probes, self.lr_w * decay, self.lr_theta * decay,
+                                      self.learn_theta, float(rule.beta), self.window)
+        event_arrays = events.arrays()
         correct, loss = 0, 0.0
         start = time.perf_counter()
         with Progress(len(order), f"epoch {self.epoch + 1}", enabled=progress, unit="samples") as bar:
@@ -119,11 +124,8 @@ class LayeredTrainer:
                 idx = order[k:k + c.batch_size]
                 out_times = np.empty((len(idx), n_out), np.int32)
                 potential = np.empty((len(idx), n_out), np.int32)
-                loss += anytime_layered_samples(events.times, events.units, events.ptr, idx, labels, self.perm,
-                                                net.w, self.w_bin, net.geom, net.n_off, net.theta, theta_int,
-                                                theta_neuron, net.theta_map, net.t_max, self.probes,
-                                                self.lr_w * decay, self.lr_theta * decay, self.learn_theta,
-                                                float(rule.beta), self.window, out_times, potential)
+                loss += anytime_layered_samples(event_arrays, idx, labels, state, params,
+                                                SampleOutputs(out_times, potential))
                 d = metrics.decide(out_times, potential, net.t_max)
                 correct += int(metrics.correct(d, labels[idx]).sum())
                 self.updates += 1

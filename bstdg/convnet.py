@@ -19,7 +19,7 @@ import numpy as np
 
 from .arch import Architecture
 from .encoding import SpikeEvents, times_to_events
-from .engine.conv import (CONV, FC, G_KIND, LayeredNet, _conv_step, _fc_step, geometry,
+from .engine.conv import (CONV, FC, G_KIND, LayeredNet, PackedLayered, _conv_step, _fc_step, geometry,
                           layered_batch, max_positions, neuron_offsets, weight_shape)
 from .errors import BstdgError, first_line
 from .files import save_npz
@@ -151,8 +151,8 @@ class LayeredSNN:
             if l == 0:
                 pre = events
             else:  # the spikes of layer l-1 as events, from the layers fitted so far
-                times = layered_batch(events.times, events.units, events.ptr, perm, W, geom[:l], theta,
-                                      n_off[:l + 1], t_max, False, True, 8 * numba.get_num_threads())[0]
+                times = layered_batch(events.arrays(), PackedLayered(W, geom[:l], theta, n_off[:l + 1], perm),
+                                      t_max, False, True, 8 * numba.get_num_threads())[0]
                 pre = times_to_events(times[:, n_off[l - 1]:n_off[l]], t_max)
                 perm = np.arange(arch.sizes[l], dtype=np.int32)
             peaks = layer_peaks(pre.times, pre.units, pre.ptr, perm, W, geom[l], arch.sizes[l + 1])

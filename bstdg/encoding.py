@@ -12,8 +12,18 @@ Conventions used across the package:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
+
+
+class EventArrays(NamedTuple):
+    """The arrays of a :class:`SpikeEvents` batch, bundled as one Numba kernel argument
+    (:meth:`SpikeEvents.arrays`); same CSR layout and dtypes."""
+
+    times: np.ndarray  # int32 (E,), time steps, sorted within each sample
+    units: np.ndarray  # int32 (E,), input channel index
+    ptr: np.ndarray  # int64 (B+1,), sample b owns [ptr[b], ptr[b+1])
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,10 @@ class SpikeEvents:
 
     def __len__(self) -> int:
         return len(self.ptr) - 1
+
+    def arrays(self) -> EventArrays:
+        """``(times, units, ptr)`` as one kernel argument (no copy)."""
+        return EventArrays(self.times, self.units, self.ptr)
 
     def take(self, index: np.ndarray) -> "SpikeEvents":
         """The events of the samples ``index`` (in that order), as a new batch."""

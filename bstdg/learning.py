@@ -26,11 +26,21 @@ The derivation and the output losses are in ``docs/learning.md``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numba
 import numpy as np
 
 from .checks import check_bool, check_choice, check_int, check_real
+
+
+class SampleOutputs(NamedTuple):
+    """Where the per-sample training kernels (:mod:`bstdg.online`, :mod:`bstdg.online_conv`)
+    write each sample's outputs as they were *before* its update (for the running accuracy);
+    one Numba kernel argument. Row ``q`` belongs to the ``q``-th sample of ``order``."""
+
+    out_times: np.ndarray  # int32 (len(order), n_out), output spike times in steps (t_max: none)
+    decision_potential: np.ndarray  # int32 (len(order), n_out), the potentials bstdg.metrics.decide uses
 
 
 @dataclass(frozen=True)

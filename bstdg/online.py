@@ -43,6 +43,8 @@ neuron per sample and nothing that grows with ``t_max``. The derivation is in
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
@@ -51,17 +53,63 @@ from .learning import (anytime_output_error, potential_window, pre_timing_error,
                        probe_potentials, relative_target_error)
 
 
-@numba.njit(cache=True, nogil=True)
-def sgd_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, sizes, theta, theta_int,
-                n_off, t_max, lr_w, lr_theta, learn_theta, margin, normalise, g, h, h_anti,
-                out_times, decision_potential, silent_fire_later=False):
-    """Train on samples ``order`` (indices into the CSR event list ``ev_*`` and ``labels``),
-    one after the other, updating ``w``, ``w_bin``, ``theta`` and ``theta_int`` in place.
+class FcState(NamedTuple):
+    """The arrays of a fully connected network that the training kernels read and update in
+    place (one Numba kernel argument). Layer
+    ``l`` has ``sizes[l]`` inputs and ``sizes[l+1]`` neurons; its weights are the row-major
+    ``(sizes[l], sizes[l+1])`` block ``w[w_off[l]:w_off[l+1]]``, its neurons
+    ``n_off[l]:n_off[l+1]`` of the threshold vectors."""
 
-    ``lr_w`` and ``learn_theta`` hold one entry per layer; ``silent_fire_later`` keeps the
-    "fire later" errors of silent neurons (``LearningRule.silent_fire_later``). ``out_times`` and
-    ``decision_potential`` ``(len(order), n_out)`` receive each sample's output spike times
-    and decision potentials *before* its update (for the running accuracy)."""
+    w: np.ndarray  # float32 (W,), latent weights in [-1, 1] (updated)
+    w_bin: np.ndarray  # int8 (W,), their signs +-1, the weights the forward pass uses (updated)
+    w_off: np.ndarray  # int64 (L+1,), start of each layer's block in w
+    sizes: np.ndarray  # int64 (L+1,), input width then the neurons of each layer
+    theta: np.ndarray  # float32 (N,), latent thresholds (updated)
+    theta_int: np.ndarray  # int32 (N,), their integer copy ceil(theta - 1e-4) >= 1 (updated)
+    n_off: np.ndarray  # int64 (L+1,), start of each layer's neurons in theta
+
+
+class AnytimeParams(NamedTuple):
+    """The settings of :func:`anytime_samples` (one Numba kernel argument)."""
+
+    t_max: int  # time steps of a sample
+    probes: np.ndarray  # int64 (m,), probe times T_j in steps (bstdg.learning.probe_times)
+    lr_w: np.ndarray  # float64 (L,), weight learning rate per layer (decay applied)
+    lr_theta: float  # hidden threshold learning rate (decay applied)
+    learn_theta: np.ndarray  # bool (L,), whether layer l learns its thresholds
+    beta: float  # softmax inverse temperature, per unit of potential
+    window: float  # half-width of the surrogate window phi, in units of potential
+
+
+class SgdParams(NamedTuple):
+    """The settings of :func:`sgd_samples` (one Numba kernel argument)."""
+
+    t_max: int  # time steps of a sample
+    lr_w: np.ndarray  # float64 (L,), weight learning rate per layer (decay applied)
+    lr_theta: float  # threshold learning rate (decay applied)
+    learn_theta: np.ndarray  # bool (L,), whether layer l learns its thresholds
+    margin: float  # the s4nn loss's target margin, in steps
+    normalise: bool  # scale each layer's error to unit L2 norm
+    g: np.ndarray  # float32 (t_max+1,), weight timing factor g(t_j - t_i)
+    h: np.ndarray  # float32 (t_max+1,), causal error-sending factor
+    h_anti: np.ndarray  # float32 (t_max+1,), anti-causal error-sending factor
+    silent_fire_later: bool = False  # silent neurons keep their "fire later" errors
+
+
+@numba.njit(cache=True, nogil=True)
+def sgd_samples(events, order, labels, state, params, outputs):
+    """Train on samples ``order`` (indices into ``events``, an :class:`bstdg.encoding.EventArrays`,
+    and ``labels``), one after the other, updating the ``w``, ``w_bin``, ``theta`` and
+    ``theta_int`` of ``state`` (:class:`FcState`) in place, with the settings ``params``
+    (:class:`SgdParams`).
+
+    ``outputs`` (:class:`bstdg.learning.SampleOutputs`, ``(len(order), n_out)``) receives each
+    sample's output spike times and decision potentials *before* its update (for the running
+    accuracy)."""
+    ev_times, ev_units, ev_ptr = events
+    w, w_bin, w_off, sizes, theta, theta_int, n_off = state
+    t_max, lr_w, lr_theta, learn_theta, margin, normalise, g, h, h_anti, silent_fire_later = params
+    out_times, decision_potential = outputs
     n_layers = len(sizes) - 1
     n_neurons = n_off[n_layers]
     out0 = n_off[n_layers - 1]
@@ -141,16 +189,19 @@ def _step_threshold(theta, theta_int, u, step):
 
 
 @numba.njit(cache=True, nogil=True)
-def anytime_samples(ev_times, ev_units, ev_ptr, order, labels, w, w_bin, w_off, sizes, theta, theta_int,
-                    n_off, t_max, probes, lr_w, lr_theta, learn_theta, beta, window, out_times,
-                    decision_potential):
-    """Train with the ``anytime`` loss on samples ``order``, one after the other (module
-    docstring), updating ``w``, ``w_bin``, ``theta`` and ``theta_int`` in place.
+def anytime_samples(events, order, labels, state, params, outputs):
+    """Train with the ``anytime`` loss on samples ``order`` (indices into ``events``, an
+    :class:`bstdg.encoding.EventArrays`, and ``labels``), one after the other (module
+    docstring), updating the ``w``, ``w_bin``, ``theta`` and ``theta_int`` of ``state``
+    (:class:`FcState`) in place, with the settings ``params`` (:class:`AnytimeParams`).
 
-    ``probes``: the probe times (:func:`bstdg.learning.probe_times`); ``lr_w`` and
-    ``learn_theta`` hold one entry per layer. ``out_times`` / ``decision_potential``
-    ``(len(order), n_out)`` receive each sample's output spike times and decision potentials
-    before its update. Returns the summed loss of the samples (before their updates)."""
+    ``outputs`` (:class:`bstdg.learning.SampleOutputs`, ``(len(order), n_out)``) receives each
+    sample's output spike times and decision potentials before its update. Returns the summed
+    loss of the samples (before their updates)."""
+    ev_times, ev_units, ev_ptr = events
+    w, w_bin, w_off, sizes, theta, theta_int, n_off = state
+    t_max, probes, lr_w, lr_theta, learn_theta, beta, window = params
+    out_times, decision_potential = outputs
     n_layers = len(sizes) - 1
     top = n_layers - 1
     m = len(probes)

@@ -30,12 +30,43 @@ per neuron.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba
 import numpy as np
 
 from .engine.conv import (CONV, G_CIN, G_COUT, G_HOUT, G_K, G_KIND, G_P, G_S, G_WIN, G_WOFF, G_WOUT, POOL,
                           layered_sample, max_positions)
 from .learning import anytime_output_error, potential_window, probe_bucket
+
+
+class LayeredState(NamedTuple):
+    """The arrays of a layered (conv/pool/fc) network that :func:`anytime_layered_samples` reads
+    and updates in place (one Numba kernel argument). Neurons of layer ``l`` are
+    ``n_off[l]:n_off[l+1]`` (engine order, channel-last); layer ``l``'s weights start at
+    ``geom[l, G_WOFF]`` in ``w``."""
+
+    perm: np.ndarray  # int32, the engine's index table (bstdg.engine.conv.routes)
+    w: np.ndarray  # float32 (W,), latent weights in [-1, 1] (updated)
+    w_bin: np.ndarray  # int8 (W,), their signs +-1, used by the forward pass (updated)
+    geom: np.ndarray  # int64 (L, 11), kinds, shapes and weight offsets (bstdg.engine.conv.geometry)
+    n_off: np.ndarray  # int64 (L+1,), start of each layer's neurons
+    theta: np.ndarray  # float32 (T,), latent thresholds (per neuron, or per conv channel) (updated)
+    theta_int: np.ndarray  # int32 (T,), their integer copy ceil(theta - 1e-4) >= 1 (updated)
+    theta_neuron: np.ndarray  # int32 (N,), each neuron's integer threshold via tmap (updated)
+    tmap: np.ndarray  # int64 (N,), each neuron's index into theta (-1: pool output)
+
+
+class LayeredAnytimeParams(NamedTuple):
+    """The settings of :func:`anytime_layered_samples` (one Numba kernel argument)."""
+
+    t_max: int  # time steps of a sample
+    probes: np.ndarray  # int64 (m,), probe times T_j in steps (bstdg.learning.probe_times)
+    lr_w: np.ndarray  # float64 (L,), weight learning rate per layer (decay applied)
+    lr_theta: float  # hidden threshold learning rate (decay applied)
+    learn_theta: np.ndarray  # bool (L,), whether layer l learns its thresholds
+    beta: float  # softmax inverse temperature, per unit of potential
+    window: np.ndarray  # float64 (L,), half-width of phi for the neurons of layer l, in units of potential
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -198,17 +229,19 @@ def _route_pool(l, lc, geom, n_off, times, Vp, theta_neuron, probes, window, W, 
 
 
 @numba.njit(cache=True, nogil=True)
-def anytime_layered_samples(ev_times, ev_units, ev_ptr, order, labels, perm, w, w_bin, geom, n_off, theta,
-                            theta_int, theta_neuron, tmap, t_max, probes, lr_w, lr_theta, learn_theta, beta,
-                            window, out_times, decision_potential):
-    """Train with the anytime rule on samples ``order`` one after the other (module
-    docstring), updating ``w``, ``w_bin`` (int8 signs), ``theta`` (latent), ``theta_int``
-    (its ceiling) and ``theta_neuron`` (per-neuron integer thresholds, via ``tmap``) in place;
-    ``perm`` is the engine's index table (:func:`bstdg.engine.conv.routes`).
-    ``lr_w``, ``learn_theta``, ``window`` (the half-width of ``phi`` for the neurons of that
-    layer): one entry per layer. ``out_times``/``decision_potential``
-    ``(len(order), n_out)`` get each sample's outputs before its update. Returns the summed
+def anytime_layered_samples(events, order, labels, state, params, outputs):
+    """Train with the anytime rule on samples ``order`` (indices into ``events``, an
+    :class:`bstdg.encoding.EventArrays`, and ``labels``) one after the other (module
+    docstring), updating the ``w``, ``w_bin`` (int8 signs), ``theta`` (latent), ``theta_int``
+    (its ceiling) and ``theta_neuron`` (per-neuron integer thresholds, via ``tmap``) of
+    ``state`` (:class:`LayeredState`) in place, with the settings ``params``
+    (:class:`LayeredAnytimeParams`). ``outputs`` (:class:`bstdg.learning.SampleOutputs`,
+    ``(len(order), n_out)``) gets each sample's outputs before its update. Returns the summed
     loss (before the updates)."""
+    ev_times, ev_units, ev_ptr = events
+    perm, w, w_bin, geom, n_off, theta, theta_int, theta_neuron, tmap = state
+    t_max, probes, lr_w, lr_theta, learn_theta, beta, window = params
+    out_times, decision_potential = outputs
     n_layers = geom.shape[0]
     top = n_layers - 1
     N = n_off[n_layers]

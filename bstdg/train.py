@@ -21,13 +21,14 @@ from . import metrics
 from .evaluation import evaluate
 from .encoding import SpikeEvents, shift_events
 from .errors import BstdgError
+from .engine import PackedFc
 from .engine.event import if_network_batch
-from .learning import (backprop_timing_error, drop_futile, normalise_rows, output_error,
+from .learning import (SampleOutputs, backprop_timing_error, drop_futile, normalise_rows, output_error,
                        output_loss, probe_times, timing_factor, weight_gradient)
 from .conv_train import LayeredTrainer, initial_layered
 from .convnet import LayeredSNN
 from .network import BinarySNN
-from .online import anytime_samples, sgd_samples
+from .online import AnytimeParams, FcState, SgdParams, anytime_samples, sgd_samples
 from .optim import AVERAGE_EVERY, Adam, average_decay, binarize, moving_average  # noqa: F401
 from .progress import Progress
 from .limits import available_memory
@@ -110,9 +111,9 @@ class Trainer:
         if self.config.optimizer != "adam":
             raise ValueError("Trainer.step is the mini-batch (adam) update; sgd trains with sgd_chunk")
         net, rule, t_max = self.net, self.config.rule, self.net.t_max
-        times, potential = if_network_batch(batch.times, batch.units, batch.ptr, self.w_bin, net.w_off,
-                                            np.asarray(net.sizes, np.int64), net.integer_thresholds(),
-                                            net.n_off, t_max, False)
+        packed = PackedFc(self.w_bin, net.w_off, np.asarray(net.sizes, np.int64), net.integer_thresholds(),
+                          net.n_off)
+        times, potential = if_network_batch(batch.arrays(), packed, t_max, False)
         n = len(batch)
         grad_theta = np.empty(net.theta.size, np.float32)
         out_times = times[:, net.n_off[-2]:]
@@ -158,17 +159,17 @@ class Trainer:
         theta_int = net.integer_thresholds()
         decay = self.config.lr_decay ** self.epoch
         sizes = np.asarray(net.sizes, np.int64)
+        state = FcState(net.w, self.w_bin, net.w_off, sizes, net.theta, theta_int, net.n_off)
+        outputs = SampleOutputs(out_times, potential)
         if self.config.loss == "anytime":
-            loss = anytime_samples(events.times, events.units, events.ptr, order, labels, net.w, self.w_bin,
-                                   net.w_off, sizes, net.theta, theta_int, net.n_off, net.t_max, self.probes,
-                                   self.lr_w * decay, self.lr_theta * decay, self.learn_theta,
-                                   float(rule.beta), float(rule.window), out_times, potential)
+            params = AnytimeParams(net.t_max, self.probes, self.lr_w * decay, self.lr_theta * decay,
+                                   self.learn_theta, float(rule.beta), float(rule.window))
+            loss = anytime_samples(events.arrays(), order, labels, state, params, outputs)
         else:
-            sgd_samples(events.times, events.units, events.ptr, order, labels, net.w, self.w_bin, net.w_off,
-                        sizes, net.theta, theta_int, net.n_off, net.t_max, self.lr_w * decay,
-                        np.float32(self.lr_theta * decay), self.learn_theta, float(rule.margin),
-                        rule.normalise, self.g, self.h, self.h_anti, out_times, potential,
-                        rule.silent_fire_later)
+            params = SgdParams(net.t_max, self.lr_w * decay, np.float32(self.lr_theta * decay), self.learn_theta,
+                               float(rule.margin), rule.normalise, self.g, self.h, self.h_anti,
+                               rule.silent_fire_later)
+            sgd_samples(events.arrays(), order, labels, state, params, outputs)
             loss = output_loss(out_times, labels[order], net.t_max, rule).sum()
         self.count_update()
         return out_times, potential, loss

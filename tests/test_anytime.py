@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from bstdg.engine.dense import if_network_forward_dense
-from bstdg.learning import (LearningRule, anytime_output_error, potential_window, probe_potentials,
+from bstdg.learning import (LearningRule, SampleOutputs, anytime_output_error, potential_window, probe_potentials,
                             probe_times)
 from bstdg.network import BinarySNN
-from bstdg.online import anytime_samples
+from bstdg.online import AnytimeParams, FcState, anytime_samples
 from bstdg.recipe import TrainConfig
 from bstdg.train import Trainer, initial_network
 
@@ -122,9 +122,10 @@ def test_anytime_kernel_is_the_plain_update(sizes, multi):
     out_times = np.empty((1, sizes[-1]), np.int32)
     potential = np.empty((1, sizes[-1]), np.int32)
     start = net.w.copy()
-    anytime_samples(events.times, events.units, events.ptr, np.array([0]), np.array([label]), net.w, w_bin,
-                    net.w_off, np.asarray(sizes, np.int64), net.theta, theta_int, net.n_off, t_max, probes,
-                    lr_w, lr_theta, learn, beta, window, out_times, potential)
+    anytime_samples(events.arrays(), np.array([0]), np.array([label]),
+                    FcState(net.w, w_bin, net.w_off, np.asarray(sizes, np.int64), net.theta, theta_int, net.n_off),
+                    AnytimeParams(t_max, probes, lr_w, lr_theta, learn, beta, window),
+                    SampleOutputs(out_times, potential))
     np.testing.assert_array_equal(out_times[0], out)
     assert not np.array_equal(net.w[:net.w_off[1]], start[:net.w_off[1]])  # the first layer learned
     np.testing.assert_allclose(net.w, expected_w, atol=1e-6)

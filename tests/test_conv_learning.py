@@ -10,10 +10,10 @@ from bstdg.convnet import LayeredSNN
 from bstdg.encoding import encode_latency, times_to_events
 from bstdg.engine.conv import routes
 from bstdg.engine.dense_conv import layered_forward_dense
-from bstdg.learning import probe_times
+from bstdg.learning import SampleOutputs, probe_times
 from bstdg.network import BinarySNN
-from bstdg.online import anytime_samples
-from bstdg.online_conv import anytime_layered_samples
+from bstdg.online import AnytimeParams, FcState, anytime_samples
+from bstdg.online_conv import LayeredAnytimeParams, LayeredState, anytime_layered_samples
 
 from helpers import random_latency_events
 
@@ -125,11 +125,11 @@ def run_kernel(net, events, label, probes, lr_w, lr_theta, learn, beta, W):
     theta_neuron = net.neuron_thresholds()
     out_times = np.empty((1, net.arch.n_classes), np.int32)
     potential = np.empty((1, net.arch.n_classes), np.int32)
-    loss = anytime_layered_samples(events.times, events.units, events.ptr, np.array([0]), np.array([label]),
-                                   routes(net.arch), net.w, w_bin, net.geom, net.n_off, net.theta, theta_int,
-                                   theta_neuron, net.theta_map, net.t_max, probes, lr_w, lr_theta, learn, beta,
-                                   np.full(net.n_layers, W),
-                                   out_times, potential)
+    state = LayeredState(routes(net.arch), net.w, w_bin, net.geom, net.n_off, net.theta, theta_int, theta_neuron,
+                         net.theta_map)
+    params = LayeredAnytimeParams(net.t_max, probes, lr_w, lr_theta, learn, beta, np.full(net.n_layers, W))
+    loss = anytime_layered_samples(events.arrays(), np.array([0]), np.array([label]), state, params,
+                                   SampleOutputs(out_times, potential))
     np.testing.assert_array_equal(w_bin, np.where(net.w >= 0, 1, -1))
     np.testing.assert_array_equal(theta_int, net.integer_thresholds())
     np.testing.assert_array_equal(theta_neuron, net.neuron_thresholds())
@@ -206,16 +206,18 @@ def test_fc_only_layered_kernel_equals_the_fc_kernel(sizes):
     w_bin = np.where(fc.w >= 0, 1, -1).astype(np.int8)
     th_int = fc.integer_thresholds()
     out_fc, pot_fc = np.empty((5, sizes[-1]), np.int32), np.empty((5, sizes[-1]), np.int32)
-    loss_fc = anytime_samples(events.times, events.units, events.ptr, order, labels, fc.w, w_bin, fc.w_off,
-                              np.asarray(sizes, np.int64), fc.theta, th_int, fc.n_off, t_max, probes, lr_w, 0.1,
-                              learn, 0.7, 3.0, out_fc, pot_fc)
+    loss_fc = anytime_samples(events.arrays(), order, labels,
+                              FcState(fc.w, w_bin, fc.w_off, np.asarray(sizes, np.int64), fc.theta, th_int, fc.n_off),
+                              AnytimeParams(t_max, probes, lr_w, 0.1, learn, 0.7, 3.0), SampleOutputs(out_fc, pot_fc))
     w_bin2 = np.where(lay.w >= 0, 1, -1).astype(np.int8)
     th_int2, th_n = lay.integer_thresholds(), lay.neuron_thresholds()
     out_l, pot_l = np.empty((5, sizes[-1]), np.int32), np.empty((5, sizes[-1]), np.int32)
-    loss_l = anytime_layered_samples(events.times, events.units, events.ptr, order, labels,
-                                     routes(lay.arch), lay.w, w_bin2, lay.geom, lay.n_off, lay.theta, th_int2,
-                                     th_n, lay.theta_map, t_max, probes, lr_w, 0.1, learn, 0.7,
-                                     np.full(lay.n_layers, 3.0), out_l, pot_l)
+    loss_l = anytime_layered_samples(events.arrays(), order, labels,
+                                     LayeredState(routes(lay.arch), lay.w, w_bin2, lay.geom, lay.n_off, lay.theta,
+                                                  th_int2, th_n, lay.theta_map),
+                                     LayeredAnytimeParams(t_max, probes, lr_w, 0.1, learn, 0.7,
+                                                          np.full(lay.n_layers, 3.0)),
+                                     SampleOutputs(out_l, pot_l))
     np.testing.assert_array_equal(out_l, out_fc)
     np.testing.assert_array_equal(pot_l, pot_fc)
     np.testing.assert_allclose(lay.w, fc.w, atol=1e-6)

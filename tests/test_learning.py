@@ -246,9 +246,11 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     """`bstdg.online.sgd_samples` on one sample moves every latent weight and output
     threshold by exactly ``-lr`` times the gradients the mini-batch kernels give for that
     sample (timing factors on, no clipping at these sizes), and leaves hidden thresholds."""
+    from bstdg.engine import PackedFc
     from bstdg.engine.event import if_network_batch
     from bstdg.learning import normalise_rows
-    from bstdg.online import sgd_samples
+    from bstdg.learning import SampleOutputs
+    from bstdg.online import FcState, SgdParams, sgd_samples
 
     t_max, sizes = 40, (12, 6, 3)
     rng = np.random.default_rng(3)
@@ -263,8 +265,8 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     label = np.array([2])
     lr_w, lr_theta = np.array([0.05, 0.02]), np.float32(0.1)
 
-    times, _ = if_network_batch(events.times, events.units, events.ptr, w_bin, net.w_off,
-                                np.asarray(sizes, np.int64), net.integer_thresholds(), net.n_off, t_max, False)
+    packed = PackedFc(w_bin, net.w_off, np.asarray(sizes, np.int64), net.integer_thresholds(), net.n_off)
+    times, _ = if_network_batch(events.arrays(), packed, t_max, False)
     hid, out = times[:, :6], times[:, 6:]
     assert (hid < t_max).any() and (out < t_max).any()
     d_out = normalise_rows(output_error(out, label, t_max, rule))
@@ -278,9 +280,10 @@ def test_online_update_is_one_sgd_step_of_the_batch_gradients():
     theta_int = net.integer_thresholds()
     out_times = np.empty((1, 3), np.int32)
     potential = np.empty((1, 3), np.int32)
-    sgd_samples(events.times, events.units, events.ptr, np.array([0]), label, net.w, w_bin, net.w_off,
-                np.asarray(sizes, np.int64), net.theta, theta_int, net.n_off, t_max, lr_w, lr_theta,
-                np.array([False, True]), float(rule.margin), True, g, h, h_anti, out_times, potential)
+    sgd_samples(events.arrays(), np.array([0]), label,
+                FcState(net.w, w_bin, net.w_off, np.asarray(sizes, np.int64), net.theta, theta_int, net.n_off),
+                SgdParams(t_max, lr_w, lr_theta, np.array([False, True]), float(rule.margin), True, g, h, h_anti),
+                SampleOutputs(out_times, potential))
     np.testing.assert_array_equal(out_times, out)
     assert not np.array_equal(net.w, w)
     np.testing.assert_allclose(net.w, expected_w, atol=1e-6)

@@ -10,8 +10,19 @@ Both take a :class:`BinaryNet` and :class:`~bstdg.encoding.SpikeEvents` and retu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
+
+
+class PackedFc(NamedTuple):
+    """A :class:`BinaryNet` as flat arrays, one Numba kernel argument (:meth:`BinaryNet.packed`)."""
+
+    W: np.ndarray  # int8 (W,), +-1 weights, layer l the row-major (sizes[l], sizes[l+1]) block W[w_off[l]:w_off[l+1]]
+    w_off: np.ndarray  # int64 (L+1,), start of each layer's block in W
+    sizes: np.ndarray  # int64 (L+1,), input width then the neurons of each layer
+    theta: np.ndarray  # int32 (N,), integer thresholds (>= 1), layer l at n_off[l]:n_off[l+1]
+    n_off: np.ndarray  # int64 (L+1,), start of each layer's neurons in per-sample arrays
 
 
 @dataclass(frozen=True)
@@ -43,10 +54,10 @@ class BinaryNet:
         """``(n_in, n_1, ..., n_out)``."""
         return (self.weights[0].shape[0],) + tuple(w.shape[1] for w in self.weights)
 
-    def packed(self):
+    def packed(self) -> PackedFc:
         """Flat arrays for the Numba kernels.
 
-        Returns ``(W, w_off, sizes, theta, n_off)``: all weight matrices concatenated
+        Returns a :class:`PackedFc` ``(W, w_off, sizes, theta, n_off)``: all weight matrices concatenated
         (row-major each, layer ``l`` at ``W[w_off[l]:w_off[l+1]]``), the layer sizes, all
         thresholds concatenated, and neuron offsets (layer ``l`` neurons are
         ``n_off[l]..n_off[l+1]-1`` in per-sample arrays of length ``n_off[-1]``).
@@ -58,7 +69,7 @@ class BinaryNet:
         theta = np.concatenate([np.asarray(t, dtype=np.int32) for t in self.thresholds])
         n_off = np.zeros(len(self.weights) + 1, dtype=np.int64)
         np.cumsum(sizes[1:], out=n_off[1:])
-        return W, w_off, sizes, theta, n_off
+        return PackedFc(W, w_off, sizes, theta, n_off)
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ sample ends at its first output spike.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -36,6 +37,16 @@ KINDS = {"fc": FC, "conv": CONV, "pool": POOL}
 # columns of the per-layer geometry table the kernels read
 G_KIND, G_CIN, G_HIN, G_WIN, G_COUT, G_HOUT, G_WOUT, G_K, G_S, G_P, G_WOFF = range(11)
 FIRED = np.int32(-(2 ** 30))  # a fired neuron's potential: never reaches a threshold again
+
+
+class PackedLayered(NamedTuple):
+    """A :class:`LayeredNet` as flat arrays, one Numba kernel argument (:meth:`LayeredNet.packed`)."""
+
+    W: np.ndarray  # int8, all +-1 weights concatenated, layer l from geom[l, G_WOFF]
+    geom: np.ndarray  # int64 (L, 11), kinds, shapes and weight offsets (columns G_*, geometry)
+    theta: np.ndarray  # int32 (N,), integer thresholds per neuron (>= 1), layer l at n_off[l]:n_off[l+1]
+    n_off: np.ndarray  # int64 (L+1,), start of each layer's neurons (channel-last per image layer)
+    perm: np.ndarray  # int32, the index table of routes (input reordering and pool lookups)
 
 
 @dataclass(frozen=True)
@@ -65,14 +76,14 @@ class LayeredNet:
     def sizes(self) -> tuple:
         return self.arch.sizes
 
-    def packed(self):
-        """Flat arrays for the kernels: ``(W, geom, theta, n_off, route)`` — all weights
+    def packed(self) -> PackedLayered:
+        """Flat arrays for the kernels, a :class:`PackedLayered` ``(W, geom, theta, n_off, perm)`` — all weights
         concatenated (int8), the geometry table ``(n_layers, 11)`` (columns ``G_*``), all
         thresholds concatenated, neuron offsets per layer, and the index table of
         :func:`routes`."""
         W = np.concatenate([np.ascontiguousarray(w, np.int8).ravel() for w in self.weights])
         theta = np.concatenate([np.asarray(t, np.int32) for t in self.thresholds])
-        return W, geometry(self.arch), theta, neuron_offsets(self.arch), routes(self.arch)
+        return PackedLayered(W, geometry(self.arch), theta, neuron_offsets(self.arch), routes(self.arch))
 
 
 def weight_shape(arch: Architecture, l: int) -> tuple:
@@ -349,12 +360,14 @@ def max_positions(geom):
 
 
 @numba.njit(cache=True, parallel=True)
-def layered_batch(ev_times, ev_units, ev_ptr, perm, W, geom, theta, n_off, t_max, stop_at_decision,
-                  keep_times, n_chunks):
-    """:func:`layered_sample` for every sample of a CSR event list, in parallel (one scratch
+def layered_batch(events, net, t_max, stop_at_decision, keep_times, n_chunks):
+    """:func:`layered_sample` for every sample of ``events`` (:class:`bstdg.encoding.EventArrays`)
+    through ``net`` (:class:`PackedLayered`), in parallel (one scratch
     set per each of ``n_chunks`` chunks of samples). Returns ``times`` ``(B, n_neurons)`` (``(B, 0)`` unless
     ``keep_times``), ``out_times``, ``decision_potential`` ``(B, n_out)`` and ``spikes``
     ``(B, n_layers)``."""
+    ev_times, ev_units, ev_ptr = events
+    W, geom, theta, n_off, perm = net
     n_samples = len(ev_ptr) - 1
     n_layers = geom.shape[0]
     n_neurons = n_off[n_layers]
@@ -405,8 +418,7 @@ def layered_forward(net: LayeredNet, events, stop_at_decision: bool = False, kee
     times (inference: far less memory for conv layers)."""
     if events.n_units != net.sizes[0]:
         raise ValueError(f"events have {events.n_units} input units, network expects {net.sizes[0]}")
-    W, geom, theta, n_off, perm = net.packed()
-    times, out_times, potential, spikes = layered_batch(events.times, events.units, events.ptr, perm, W, geom,
-                                                        theta, n_off, net.t_max, stop_at_decision, keep_times,
-                                                        8 * numba.get_num_threads())
-    return LayeredResult(out_times, potential, spikes, n_off, times if keep_times else None)
+    packed = net.packed()
+    times, out_times, potential, spikes = layered_batch(events.arrays(), packed, net.t_max, stop_at_decision,
+                                                        keep_times, 8 * numba.get_num_threads())
+    return LayeredResult(out_times, potential, spikes, packed.n_off, times if keep_times else None)

@@ -154,9 +154,13 @@ def no_probes():
 
 
 @numba.njit(cache=True, parallel=True)
-def if_network_batch(ev_times, ev_units, ev_ptr, W, w_off, sizes, theta, n_off, t_max,
-                     stop_at_decision):
-    """Batch version of :func:`if_network_sample` (samples in parallel)."""
+def if_network_batch(events, net, t_max, stop_at_decision):
+    """Batch version of :func:`if_network_sample` (samples in parallel): every sample of
+    ``events`` (:class:`bstdg.encoding.EventArrays`) through ``net``
+    (:class:`bstdg.engine.PackedFc`). Returns ``times`` ``(B, n_neurons)`` and
+    ``decision_potential`` ``(B, n_out)``, int32."""
+    ev_times, ev_units, ev_ptr = events
+    W, w_off, sizes, theta, n_off = net
     n_samples = len(ev_ptr) - 1
     n_layers = len(sizes) - 1
     times = np.empty((n_samples, n_off[n_layers]), np.int32)
@@ -176,7 +180,6 @@ def if_network_forward(net: BinaryNet, events, stop_at_decision: bool = False) -
     """
     if events.n_units != net.sizes[0]:
         raise ValueError(f"events have {events.n_units} input units, network expects {net.sizes[0]}")
-    W, w_off, sizes, theta, n_off = net.packed()
-    times, potential = if_network_batch(events.times, events.units, events.ptr, W, w_off, sizes,
-                                        theta, n_off, net.t_max, stop_at_decision)
-    return ForwardResult(times, potential, n_off)
+    packed = net.packed()
+    times, potential = if_network_batch(events.arrays(), packed, net.t_max, stop_at_decision)
+    return ForwardResult(times, potential, packed.n_off)
