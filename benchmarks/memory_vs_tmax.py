@@ -7,8 +7,9 @@ so neither should grow with t_max).
 Each t_max runs in a fresh process (so peak RSS is that run's own): it latency-encodes the
 first N MNIST training images with that t_max, builds the network (784-600-10, or
 ``--arch``: any ``bstdg train --arch``, conv layers included, through the same
-``initial_model`` / ``make_trainer`` as ``bstdg train``) and trains one epoch. Reports the process's peak resident memory (``resource.getrusage``, includes the
-Python interpreter, numpy, Numba and the data) and the epoch's wall time. Writes
+``initial_model`` / ``make_trainer`` as ``bstdg train``) and trains one epoch. Reports the
+process's peak resident memory (``resource.getrusage``, includes the Python interpreter,
+numpy, Numba and the data) and the epoch's wall time. Writes
 ``runs/bench/memory_vs_tmax.json`` (or ``--out``).
 """
 
