@@ -25,7 +25,7 @@ from .errors import BstdgError
 from .learning import SampleOutputs, probe_times
 from .limits import available_memory
 from .online_conv import LayeredAnytimeParams, LayeredState, anytime_layered_samples
-from .optim import AVERAGE_EVERY, average_decay, moving_average
+from .optim import AVERAGE_EVERY, average_decay, moving_average, restore_arrays
 from .progress import Progress
 from .recipe import TrainConfig
 
@@ -149,12 +149,8 @@ class LayeredTrainer:
 
     def restore(self, state: dict) -> "LayeredTrainer":
         """Continue from :meth:`state` (of a trainer with the same architecture and config)."""
-        for name, target in (("w", self.net.w), ("theta", self.net.theta), ("avg_w", self.avg_w),
-                             ("avg_theta", self.avg_theta)):
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                raise BstdgError(f"checkpoint: {name} has shape {value.shape}, the network {target.shape}")
-            target[:] = value
+        restore_arrays(state, (("w", self.net.w), ("theta", self.net.theta), ("avg_w", self.avg_w),
+                               ("avg_theta", self.avg_theta)))
         self.w_bin[:] = np.where(self.net.w >= 0, 1, -1)
         self.epoch, self.updates = int(state["epoch"]), int(state["updates"])
         self.updates_since_average = int(state["updates_since_average"])

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from .errors import BstdgError
+
 
 @numba.njit(cache=True, parallel=True)
 def adam_step(param, grad, m, v, lr, beta1, beta2, eps, step, lo, hi):
@@ -79,3 +81,15 @@ class Adam:
             seg = slice(offsets[k], offsets[k + 1])
             adam_step(param[seg], grad[seg], self.m[seg], self.v[seg], float(rate), self.beta1,
                       self.beta2, self.eps, self.step_count, self.lo, self.hi)
+
+
+def restore_arrays(state: dict, targets) -> None:
+    """Copy each checkpoint array ``state[name]`` into ``target`` in place, for the
+    ``(name, target)`` pairs of ``targets`` (the trainers' ``restore``); BstdgError when a
+    shape differs from the network's."""
+    for name, target in targets:
+        value = np.asarray(state[name])
+        if value.shape != target.shape:
+            raise BstdgError(f"checkpoint: {name} has shape {value.shape}, the network {target.shape}")
+        target[:] = value
+

@@ -29,7 +29,7 @@ from .conv_train import LayeredTrainer, initial_layered
 from .convnet import LayeredSNN
 from .network import BinarySNN
 from .online import AnytimeParams, FcState, SgdParams, anytime_samples, sgd_samples
-from .optim import AVERAGE_EVERY, Adam, average_decay, binarize, moving_average  # noqa: F401
+from .optim import AVERAGE_EVERY, Adam, average_decay, binarize, moving_average, restore_arrays  # noqa: F401
 from .progress import Progress
 from .limits import available_memory
 from .recipe import TrainConfig
@@ -190,12 +190,8 @@ class Trainer:
 
     def restore(self, state: dict) -> "Trainer":
         """Continue from :meth:`state` (of a trainer with the same network sizes and config)."""
-        for name, target in (("w", self.net.w), ("theta", self.net.theta), ("avg_w", self.avg_w),
-                             ("avg_theta", self.avg_theta)):
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                raise BstdgError(f"checkpoint: {name} has shape {value.shape}, the network {target.shape}")
-            target[:] = value
+        restore_arrays(state, (("w", self.net.w), ("theta", self.net.theta), ("avg_w", self.avg_w),
+                               ("avg_theta", self.avg_theta)))
         binarize(self.net.w, self.w_bin)
         self.epoch, self.updates = int(state["epoch"]), int(state["updates"])
         self.updates_since_average = int(state["updates_since_average"])
