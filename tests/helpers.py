@@ -8,6 +8,7 @@ import pytest
 from bstdg.data.idx import write_idx
 from bstdg.encoding import SpikeEvents, encode_latency, times_to_events
 from bstdg.engine import BinaryNet
+from bstdg.engine.conv import LayeredNet, weight_shape
 
 
 @pytest.fixture(autouse=True)
@@ -117,3 +118,21 @@ def untrained_model_run(tmp_path, n_test: int, seed: int = 5):
         write_idx(data / f"{prefix}-images-idx3-ubyte", images)
         write_idx(data / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n).astype(np.uint8))
     return run, data
+
+
+def random_layered(rng, arch, t_max, p_plus=0.6, max_threshold=5) -> LayeredNet:
+    """A layered (conv/pool/fc) network of ``arch`` with random ±1 weights (+1 with
+    probability ``p_plus``) and integer thresholds in ``1..max_threshold``."""
+    weights, thresholds = [], []
+    for l, n in enumerate(arch.sizes[1:]):
+        weights.append(np.where(rng.random(weight_shape(arch, l)) < p_plus, 1, -1).astype(np.int8))
+        thresholds.append(rng.integers(1, max_threshold + 1, n).astype(np.int32))
+    return LayeredNet(arch, tuple(weights), tuple(thresholds), t_max)
+
+
+def image_events(rng, n, shape, t_max, p_silent=0.4) -> SpikeEvents:
+    """Latency-coded random images of ``shape`` (a fraction ``p_silent`` of pixels silent)."""
+    x = rng.random((n, int(np.prod(shape))))
+    x[x < p_silent] = 0.0
+    return times_to_events(encode_latency(x, t_max), t_max)
+

@@ -13,6 +13,7 @@ from bstdg.engine.conv import layered_forward
 
 torch = pytest.importorskip("torch")
 from bstdg.baselines import bptt, bptt_conv  # noqa: E402  (needs torch at call time only)
+from helpers import image_events  # noqa: E402
 
 CASES = [
     ("conv3k3,pool2", (1, 8, 8), "channel"),
@@ -31,11 +32,6 @@ def random_snn(rng, arch, t_max, mode, max_threshold=4) -> LayeredSNN:
     snn.theta[:] = rng.integers(1, max_threshold + 1, snn.theta.shape)
     return snn
 
-
-def image_events(rng, n, shape, t_max, p_silent=0.4):
-    x = rng.random((n, int(np.prod(shape))))
-    x[x < p_silent] = 0.0
-    return times_to_events(encode_latency(x, t_max), t_max)
 
 
 @pytest.mark.parametrize("spec, shape, mode", CASES, ids=[c[0] for c in CASES])

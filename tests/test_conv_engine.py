@@ -7,25 +7,12 @@ import pytest
 from bstdg import metrics
 from bstdg.arch import Architecture
 from bstdg.encoding import encode_latency, times_to_events
-from bstdg.engine.conv import LayeredNet, layered_forward, weight_shape
+from bstdg.engine.conv import LayeredNet, layered_forward
 from bstdg.engine.dense_conv import conv_step, layered_forward_dense
 
-from helpers import digit_like_images, random_latency_events
+from helpers import digit_like_images, image_events, random_latency_events, random_layered
 
 
-def random_layered(rng, arch: Architecture, t_max: int, p_plus=0.6, max_threshold=5) -> LayeredNet:
-    weights, thresholds = [], []
-    for l, n in enumerate(arch.sizes[1:]):
-        shape = weight_shape(arch, l)
-        weights.append(np.where(rng.random(shape) < p_plus, 1, -1).astype(np.int8))
-        thresholds.append(rng.integers(1, max_threshold + 1, n).astype(np.int32))
-    return LayeredNet(arch, tuple(weights), tuple(thresholds), t_max)
-
-
-def image_events(rng, n, shape, t_max, p_silent=0.4):
-    x = rng.random((n, int(np.prod(shape))))
-    x[x < p_silent] = 0.0
-    return times_to_events(encode_latency(x, t_max), t_max)
 
 
 CASES = [

@@ -9,13 +9,12 @@ import pytest
 
 from bstdg import export, metrics
 from bstdg.arch import Architecture
-from bstdg.encoding import encode_latency, times_to_events
 from bstdg.engine.conv import LayeredNet, layered_forward, weight_shape
 from bstdg.export import layered_sim
 from bstdg.export.layered import ExportedLayeredNet, from_layered_net, to_layered_net
 from bstdg.export.model import ExportError, latency_encoder
 
-from helpers import random_multi_spike_events
+from helpers import image_events, random_layered, random_multi_spike_events
 
 CASES = [
     ("conv3k3,pool2", (1, 8, 8)),
@@ -29,18 +28,6 @@ CASES = [
 IDS = [c[0] for c in CASES]
 
 
-def random_layered(rng, arch: Architecture, t_max: int, p_plus=0.6, max_threshold=4) -> LayeredNet:
-    weights, thresholds = [], []
-    for l, n in enumerate(arch.sizes[1:]):
-        weights.append(np.where(rng.random(weight_shape(arch, l)) < p_plus, 1, -1).astype(np.int8))
-        thresholds.append(rng.integers(1, max_threshold + 1, n).astype(np.int32))
-    return LayeredNet(arch, tuple(weights), tuple(thresholds), t_max)
-
-
-def image_events(rng, n, shape, t_max, p_silent=0.4):
-    x = rng.random((n, int(np.prod(shape))))
-    x[x < p_silent] = 0.0
-    return times_to_events(encode_latency(x, t_max), t_max)
 
 
 def engine_decision(net: LayeredNet, events, stop=True) -> metrics.Decision:
@@ -51,7 +38,7 @@ def engine_decision(net: LayeredNet, events, stop=True) -> metrics.Decision:
 def case(spec, shape, seed, t_max=16, n=40, multi=False):
     rng = np.random.default_rng(seed)
     arch = Architecture.parse(spec, shape, 4)
-    net = random_layered(rng, arch, t_max)
+    net = random_layered(rng, arch, t_max, max_threshold=4)
     events = (random_multi_spike_events(rng, n, arch.sizes[0], t_max, 30) if multi
               else image_events(rng, n, shape, t_max))
     ex = from_layered_net(net, latency_encoder(t_max, list(shape), "synthetic"))
