@@ -149,6 +149,11 @@ def _fc_step(src, s_lo, s_hi, W, woff, Vl, n_post, theta_l, t, times_l, keep, fi
         Wr = W[row:row + n_post]
         for j in range(n_post):  # plain range over views: vectorises
             Vl[j] += Wr[j]
+    hit = False
+    for j in range(n_post):  # a branch-free OR first (vectorises): most steps have none
+        hit |= Vl[j] >= theta_l[j]
+    if not hit:
+        return 0
     n_new = 0
     for j in range(n_post):
         if Vl[j] >= theta_l[j]:
@@ -217,6 +222,13 @@ def _conv_step(src, s_lo, s_hi, W, g, Vl, theta_l, t, times_l, keep, fired, f0, 
     n_new = 0
     for q in range(n_touch):
         p = touched[q]
+        Vp = Vl[p * cout:(p + 1) * cout]
+        Tp = theta_l[p * cout:(p + 1) * cout]
+        hit = False
+        for c in range(cout):  # a branch-free OR first (vectorises): most positions have none
+            hit |= Vp[c] >= Tp[c]
+        if not hit:
+            continue
         for c in range(cout):
             j = p * cout + c
             if Vl[j] >= theta_l[j]:
