@@ -1,4 +1,4 @@
-"""Train a binary single-spike conv net on MNIST with the anytime rule; report accuracy, speed.
+"""Train a binary single-spike conv net on MNIST or Fashion-MNIST with the anytime rule; report accuracy, speed.
 
     BSTDG_DATA=/path/to/datasets python benchmarks/conv_mnist.py --arch conv16k5,pool2,fc128 \
         --epochs 3 --heldout 5000 --out runs/conv-mnist.json
@@ -107,6 +107,8 @@ def sweep_thresholds(base, held_ev, held_lab, test_ev, test_lab, theta_outs, fc_
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist"),
+                   help="a 28x28 image dataset (default mnist)")
     p.add_argument("--arch", default="conv16k5,pool2,fc128")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--limit-train", type=int, default=None, help="train on the first N (after the held-out split)")
@@ -137,14 +139,14 @@ def main(argv=None) -> dict:
         target = rule if key in ("window", "beta", "probes") else fields
         target[key] = value if key == "threshold_mode" else json.loads(value)
     recipe = TrainConfig(**fields, rule=LearningRule(loss="anytime", **rule))
-    train = load_events("mnist", "train", recipe.t_max, args.data_dir)
-    test = load_events("mnist", "test", recipe.t_max, args.data_dir, args.limit_test)
+    train = load_events(args.dataset, "train", recipe.t_max, args.data_dir)
+    test = load_events(args.dataset, "test", recipe.t_max, args.data_dir, args.limit_test)
     n = len(train.labels)
     fit = np.arange(n - args.heldout)[:args.limit_train]
     held = np.arange(n - args.heldout, n)
     fit_ev, fit_lab = train.events.take(fit), train.labels[fit]
     held_ev, held_lab = train.events.take(held), train.labels[held]
-    meta = {"dataset": "mnist", "encoder": train.encoder.to_dict(), "recipe": recipe.to_dict()}
+    meta = {"dataset": args.dataset, "encoder": train.encoder.to_dict(), "recipe": recipe.to_dict()}
     history = []
     if args.model:  # the saved network less the margins it was saved with: the running average
         model = LayeredSNN.load(args.model)
