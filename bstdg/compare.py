@@ -297,7 +297,7 @@ def read_settings(path) -> dict:
     ``benchmarks/bptt_lr_sweep.py``): ``{"settings": {METHOD: {T: {name: value}}}}``, T a
     number as text or ``"*"`` (any T). BstdgError (one line) when it is not such a file or
     names an unknown method."""
-    from .report import read_json
+    from .report_inputs import read_json
 
     path = Path(path)
     doc = read_json(path)

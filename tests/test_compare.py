@@ -293,7 +293,7 @@ def test_budget_stops_a_run_and_marks_it_budgeted(data_dir, tmp_path):
 
 def test_time_to_accuracy_from_a_hand_made_history():
     from bstdg.methods import time_to_accuracy
-    from bstdg.report import convergence_table
+    from bstdg.report_tables import convergence_table
     history = [{"epoch": 1, "wall_s": 10.0, "val_accuracy": 0.85, "test_accuracy": 0.88},
                {"epoch": 2, "wall_s": 25.0, "val_accuracy": 0.93, "test_accuracy": 0.951},
                {"epoch": 3, "wall_s": 45.0, "val_accuracy": 0.96, "test_accuracy": 0.94},
