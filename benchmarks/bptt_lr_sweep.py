@@ -10,7 +10,7 @@ held-out split, and write them as a ``bstdg compare --bptt-settings`` file.
     python benchmarks/bptt_lr_sweep.py --methods bptt --time-steps 16 --lr 1e-3,1e-2 --slope 5 \
         --limit-train 1000 --epochs 1 --out runs/sweep-smoke            # a minute: the pipeline
 
-Every (method, T, grid point) is one ``bstdg compare`` run (:func:`bstdg.compare.run_isolated`:
+Every (method, T, grid point) is one ``bstdg compare`` run (:func:`bstdg.compare_run.run_isolated`:
 a fresh process, the same data, code, meter and held-out split as ``bstdg compare
 --until-converged``): it trains ``--epochs`` epochs on the first ``--limit-train`` samples of
 the training set minus the held-out split (``--val``, 5,000 of MNIST's 60,000, drawn with a
@@ -41,8 +41,11 @@ import time
 from pathlib import Path
 
 from bstdg.cli import existing_data_dir, number_list
-from bstdg.compare import METHODS, MethodRun, machine, run_isolated, run_one
+from bstdg.compare_methods import METHODS
+from bstdg.compare_run import run_isolated, run_one
+from bstdg.compare_summary import machine
 from bstdg.files import write_json
+from bstdg.methods import MethodRun
 
 GRID = {
     "bptt": {"lr": (1e-3, 3e-3, 1e-2), "slope": (2.0, 5.0, 10.0)},

@@ -74,7 +74,7 @@ def cli(argv=None) -> int:
         import json
         from pathlib import Path
 
-        from bstdg.report import convergence_table
+        from bstdg.report_tables import convergence_table
 
         summary = json.loads((Path(a.out) / "compare.json").read_text())
         print("\n".join(["", "Accuracy against training time:", ""] + convergence_table(summary)))

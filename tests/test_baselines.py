@@ -15,13 +15,13 @@ from bstdg.errors import BstdgError
 from helpers import random_latency_events, random_multi_spike_events, random_net
 
 torch = pytest.importorskip("torch")
-from bstdg.baselines import bptt  # noqa: E402  (needs torch at call time only)
+from bstdg.baselines import bptt, bptt_net, bptt_readout  # noqa: E402  (needs torch at call time only)
 
 torch.set_num_threads(1)  # tiny tensors; spinning OpenMP threads only cost time on a shared machine
 
 
 def torch_net(bn, binary=True, **kw):
-    return bptt.Net([w.astype(np.float32) for w in bn.weights],
+    return bptt_net.Net([w.astype(np.float32) for w in bn.weights],
                     [th.astype(np.float32) for th in bn.thresholds], binary, **kw)
 
 
@@ -45,8 +45,8 @@ def test_fire_once_forward_matches_event_engine(seed, unroll):
     r, d = engine(bn, events)
     for binary in (True, False):  # ±1 real weights with integer thresholds: same network
         with torch.no_grad():
-            spikes, v_out = torch_net(bn, binary).forward(bptt.dense_input(events, t_max), unroll)
-        rr, dd = bptt.forward_result(spikes, v_out, binary, t_max)
+            spikes, v_out = torch_net(bn, binary).forward(bptt_readout.dense_input(events, t_max), unroll)
+        rr, dd = bptt_readout.forward_result(spikes, v_out, binary, t_max)
         np.testing.assert_array_equal(rr.times, r.times)
         np.testing.assert_array_equal(dd.time, d.time)
         np.testing.assert_array_equal(dd.prediction, d.prediction)
@@ -66,8 +66,8 @@ def test_binary_forward_uses_sign_and_ceil_of_latent_values():
     latent_th = [(th - rng.uniform(0, 0.99, th.shape)).astype(np.float32) for th in bn.thresholds]
     events = random_latency_events(rng, 30, 20, 10)
     with torch.no_grad():
-        spikes, _ = bptt.Net(latent_w, latent_th, True).forward(bptt.dense_input(events, 10))
-    np.testing.assert_array_equal(np.concatenate([bptt.spike_times(s) for s in spikes], 1),
+        spikes, _ = bptt_net.Net(latent_w, latent_th, True).forward(bptt_readout.dense_input(events, 10))
+    np.testing.assert_array_equal(np.concatenate([bptt_readout.spike_times(s) for s in spikes], 1),
                                   engine(bn, events)[0].times)
 
 
@@ -81,9 +81,9 @@ def test_scan_and_loop_give_the_same_loss_and_gradients(binary):
     config = bptt.default_config(binary, t_max=t_max)
     grads = []
     for unroll in ("scan", "loop"):
-        net = bptt.Net([w * 0.5 for w in bn.weights], [th.astype(np.float32) for th in bn.thresholds],
+        net = bptt_net.Net([w * 0.5 for w in bn.weights], [th.astype(np.float32) for th in bn.thresholds],
                        binary, train_theta=binary)
-        spikes, v_out = net.forward(bptt.dense_input(events, t_max), unroll)
+        spikes, v_out = net.forward(bptt_readout.dense_input(events, t_max), unroll)
         loss = bptt.loss_function(spikes[-1], labels, config, v_out, net.effective()[-1][1])
         loss.backward()
         grads.append([float(loss.detach())] + [p.grad.clone() for p in net.parameters()])
@@ -95,7 +95,7 @@ def test_scan_and_loop_give_the_same_loss_and_gradients(binary):
 
 def test_surrogate_gradient_is_the_fast_sigmoid_derivative():
     u = torch.tensor([-2.0, -0.5, 0.0, 0.25, 3.0], requires_grad=True)
-    s = bptt.spike_function().apply(u, 5.0)
+    s = bptt_net.spike_function().apply(u, 5.0)
     assert s.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0]  # Heaviside, H(0) = 1 (V >= theta fires)
     s.sum().backward()
     expected = 1.0 / (1.0 + 5.0 * u.detach().abs()) ** 2
@@ -107,7 +107,7 @@ def test_fire_once_mask_freezes_a_neuron_after_its_spike():
     no gradient, the steps before (and at) it do."""
     v = torch.tensor([[[0.0]], [[2.0]], [[3.0]], [[1.0]], [[4.0]]], requires_grad=True)  # (T, 1, 1)
     theta = torch.tensor([2.0])
-    s = bptt.fire_once(v, theta, 5.0)
+    s = bptt_net.fire_once(v, theta, 5.0)
     assert s.flatten().tolist() == [0.0, 1.0, 0.0, 0.0, 0.0]
     s.sum().backward()
     g = v.grad.flatten()
@@ -118,15 +118,15 @@ def test_soft_first_times_equal_spike_times_and_push_in_the_right_direction():
     rng = np.random.default_rng(0)
     bn = random_net(rng, (25, 15, 6), 16)
     events = random_latency_events(rng, 20, 25, 16)
-    spikes, _ = torch_net(bn).forward(bptt.dense_input(events, 16))
-    soft = bptt.soft_first_times(spikes[-1])
-    np.testing.assert_array_equal(soft.detach().numpy(), bptt.spike_times(spikes[-1].detach()))
+    spikes, _ = torch_net(bn).forward(bptt_readout.dense_input(events, 16))
+    soft = bptt_readout.soft_first_times(spikes[-1])
+    np.testing.assert_array_equal(soft.detach().numpy(), bptt_readout.spike_times(spikes[-1].detach()))
 
 
 def test_order_key_keeps_order_and_equality_of_floats():
     rng = np.random.default_rng(0)
     x = np.r_[rng.normal(0, 10, 500), [0.0, -0.0, 1.5, 1.5, -3.25, -3.25, 1e-30, -1e-30]]
-    k = bptt.order_key(x)
+    k = bptt_readout.order_key(x)
     i, j = rng.integers(0, len(x), (2, 5000))
     assert np.array_equal(k[i] > k[j], x[i] > x[j]) and np.array_equal(k[i] == k[j], x[i] == x[j])
     assert (k > np.iinfo(np.int64).min).all()
@@ -135,7 +135,7 @@ def test_order_key_keeps_order_and_equality_of_floats():
 def test_dense_input_is_the_raster_of_the_events():
     rng = np.random.default_rng(0)
     events = random_multi_spike_events(rng, 7, 12, 9)
-    x = bptt.dense_input(events, 9)
+    x = bptt_readout.dense_input(events, 9)
     np.testing.assert_array_equal(x.numpy(), events.rasters(9).transpose(1, 0, 2))
 
 
@@ -162,9 +162,9 @@ def test_a_few_training_steps_reduce_the_loss(binary):
     if binary:
         from bstdg.network import BinarySNN
         snn = BinarySNN.initialise((n_in, 16, 3), t_max, events, np.random.default_rng(0))
-        net = bptt.Net.from_snn(snn, config.slope, train_theta=True)
+        net = bptt_net.Net.from_snn(snn, config.slope, train_theta=True)
     else:
-        net = bptt.Net.gaussian((n_in, 16, 3), np.random.default_rng(0), 1.5, config.slope)
+        net = bptt_net.Net.gaussian((n_in, 16, 3), np.random.default_rng(0), 1.5, config.slope)
     trainer = bptt.Trainer(net, config)
     losses = [trainer.step(events, labels)[0] for _ in range(25)]
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:3])
@@ -181,7 +181,7 @@ def test_binary_variant_exports_to_a_model_the_event_engine_runs_identically():
     events = random_latency_events(rng, 40, 30, t_max)
     labels = rng.integers(0, 4, 40)
     snn = BinarySNN.initialise((30, 20, 4), t_max, events, np.random.default_rng(0))
-    net = bptt.Net.from_snn(snn, train_theta=True)
+    net = bptt_net.Net.from_snn(snn, train_theta=True)
     trainer = bptt.Trainer(net, bptt.default_config(True, hidden=(20,), t_max=t_max))
     for _ in range(5):
         trainer.step(events, labels)
@@ -249,7 +249,7 @@ def test_snntorch_readout_is_snntorchs_own_accuracy(loss):
     pred, ties = st.readout(spk, loss)
     own = (SF.accuracy_rate if loss == "rate" else SF.accuracy_temporal)(spk, torch.from_numpy(labels))
     assert (pred == labels).mean() == pytest.approx(own)
-    score = spk.sum(0).numpy() if loss == "rate" else -bptt.spike_times(spk)
+    score = spk.sum(0).numpy() if loss == "rate" else -bptt_readout.spike_times(spk)
     np.testing.assert_array_equal(ties, (score == score.max(1, keepdims=True)).sum(1) > 1)
     assert ties.any()
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from bstdg import compare as C
+from bstdg.compare_run import RUN_KEYS, run_one
+from bstdg.compare_summary import HISTORY_KEYS, key_figures
 from bstdg.cli import main_cli
 from bstdg.errors import BstdgError
 from bstdg.report import report
@@ -53,7 +55,7 @@ def test_compare_writes_json_markdown_and_plots(compared):
     summary = json.loads((compared / "compare.json").read_text())
     assert [r["method"] for r in summary["runs"]] == METHODS
     for r in summary["runs"]:
-        for key in C.RESULT_KEYS + C.RUN_KEYS:
+        for key in C.RESULT_KEYS + RUN_KEYS:
             if key != "history":
                 assert key in r, key
         assert r["t_max"] == 8 and r["n_train"] == 60 and r["n_test"] == 30
@@ -161,7 +163,7 @@ def test_limit_overrides_and_key_figures():
                  test_accuracy=0.95),
             dict(method="bptt-binary", t_max=64, epoch_s=40.0, epoch_cpu_s=80.0, peak_train_mib=60.0,
                  test_accuracy=0.91)]
-    f = C.key_figures(runs)["64"]
+    f = key_figures(runs)["64"]
     assert f["time_ratio"] == {"bptt": 30.0, "bptt-binary": 40.0}
     assert f["cpu_time_ratio"] == {"bptt": 25.0, "bptt-binary": 40.0}
     assert f["memory_ratio"] == {"bptt": 25.0, "bptt-binary": 30.0}
@@ -262,7 +264,7 @@ def test_until_converged_stops_by_patience_and_reports_the_selected_epoch(conver
     for r in summary["runs"]:
         h = r["history"]
         assert r["n_train"] == 48 and r["n_val"] == 12 and r["epochs_trained"] == len(h)
-        assert all(set(C.HISTORY_KEYS) <= set(e) for e in h)
+        assert all(set(HISTORY_KEYS) <= set(e) for e in h)
         assert [e["epoch"] for e in h] == list(range(1, len(h) + 1))
         assert all(b["wall_s"] > a["wall_s"] > 0 for a, b in zip(h, h[1:]))
         assert h[-1]["wall_s"] == pytest.approx(r["train_wall_s"])
@@ -286,14 +288,14 @@ def test_budget_stops_a_run_and_marks_it_budgeted(data_dir, tmp_path):
     for method in UC_METHODS:
         run = C.MethodRun(method, "mnist", 8, str(tmp_path / method), (8,), 5, 0, None, None, str(data_dir),
                           val=12, patience=3, budget_s=1e-6)
-        r = C.run_one(run)
+        r = run_one(run)
         assert r["budgeted"] and r["stopped_by"] == "budget" and r["epochs_trained"] == 1, method
         assert len(r["history"]) == 1 and r["history"][0]["wall_s"] == pytest.approx(r["train_wall_s"])
 
 
 def test_time_to_accuracy_from_a_hand_made_history():
     from bstdg.methods import time_to_accuracy
-    from bstdg.report import convergence_table
+    from bstdg.report_tables import convergence_table
     history = [{"epoch": 1, "wall_s": 10.0, "val_accuracy": 0.85, "test_accuracy": 0.88},
                {"epoch": 2, "wall_s": 25.0, "val_accuracy": 0.93, "test_accuracy": 0.951},
                {"epoch": 3, "wall_s": 45.0, "val_accuracy": 0.96, "test_accuracy": 0.94},
@@ -307,7 +309,7 @@ def test_time_to_accuracy_from_a_hand_made_history():
     ref = dict(run, method="bstdg", epoch_s=1.0, epoch_cpu_s=1.0, peak_train_mib=1.0, test_accuracy=0.97,
                history=[dict(h, wall_s=h["wall_s"] / 10) for h in history], stopped_by="budget",
                budgeted=True)
-    f = C.key_figures([ref, run])["64"]
+    f = key_figures([ref, run])["64"]
     assert f["time_to_accuracy"]["bptt"] == {"time_to_90": 25.0, "time_to_95": 25.0, "time_to_97": 70.0,
                                              "best_accuracy": 0.94, "selected_epoch": 3,
                                              "stopped_by": "converged", "budgeted": False}

@@ -1,17 +1,11 @@
-"""BPTT baselines: the same fire-once IF network, unrolled over ``T`` time steps in torch and
-trained with a surrogate gradient and a first-spike loss.
+"""BPTT baselines: the fire-once IF network of :mod:`bstdg.baselines.bptt_net`, unrolled over
+``T`` time steps in torch and trained with a surrogate gradient and a first-spike loss; this
+module holds their settings, the loss, the training loop and the evaluation.
 
-Set-up (see ``docs/baselines.md`` for the reasons):
+Set-up (see ``docs/baselines.md`` for the reasons; the neurons, the fire-once rule, the
+surrogate and the unrollings are in :mod:`bstdg.baselines.bptt_net`, the input raster and the
+decisions in :mod:`bstdg.baselines.bptt_readout`):
 
-* **input**: the latency code of :mod:`bstdg.encoding` at ``t_max = T`` (one spike per
-  non-zero pixel), as a dense ``(T, B, n_in)`` 0/1 tensor built per mini-batch;
-* **neurons**: non-leaky IF, no delay (a spike at step ``t`` reaches the next layer at step
-  ``t``, as in the engine), ``V_t = V_{t-1} + s_in[t] @ W``, spike when ``V_t >= theta``;
-* **fire once**: ``s_t = H(V_t - theta) * (1 - fired_{t-1})`` where ``fired`` (no gradient)
-  says whether the neuron crossed before ``t``: a neuron contributes its spike once, then is
-  frozen;
-* **surrogate**: ``H`` forward, fast-sigmoid derivative ``1 / (1 + slope * |u|)^2`` of
-  ``u = (V - theta) / theta`` backward;
 * **loss**: cross-entropy of ``softmax(-t_out / (tau * T))`` on the first-spike times of the
   outputs, computed differentiably from the spike train as ``t = T - sum_t (T - t) s_t``,
   plus a cross-entropy on the output potentials (over thresholds) at the decision step,
@@ -24,13 +18,8 @@ Set-up (see ``docs/baselines.md`` for the reasons):
   to the data; the all-excitatory start of per-sample SGD gives BPTT no gradient to
   break its symmetry); real: weights ``N(0, 1/n_in)``, thresholds 1;
 * **optimiser**: Adam, mini-batches of 64, one ``numpy`` permutation per epoch as the trainer;
-* **evaluation**: spike times and output potentials at the decision step, scored with
-  :func:`bstdg.metrics.decide` (the prediction rule used everywhere).
-
-Two unrollings compute the same thing: ``loop`` (step by step, the textbook BPTT graph) and
-``scan`` (default; each layer's input currents for all ``T`` steps in one matmul, the
-membrane recurrence as a cumulative sum, the fire-once mask from each unit's first spike). Both keep
-``O(T * B * n)`` activations for the backward pass.
+* **evaluation**: the network run over all ``T`` steps, scored with the prediction rule
+  (:func:`bstdg.baselines.bptt_readout.forward_result`).
 """
 
 from __future__ import annotations
@@ -46,6 +35,8 @@ from ..encoding import SpikeEvents
 from ..engine import ForwardResult
 from ..evaluation import Evaluation, score
 from . import require_torch
+from .bptt_net import Net
+from .bptt_readout import decision_potentials, dense_input, forward_result, soft_first_times, spike_times
 
 _torch = require_torch  # torch is imported on first use, never at module import
 
@@ -85,256 +76,7 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
-# --- the network ------------------------------------------------------------------------
-
-
-def spike_function():
-    """The Heaviside step with a fast-sigmoid surrogate derivative, as an autograd Function
-    (built on first use so that torch is imported lazily)."""
-    global SpikeFn
-    if SpikeFn is None:
-        t = _torch()
-
-        class _SpikeFn(t.autograd.Function):
-            @staticmethod
-            def forward(ctx, u, slope):
-                ctx.save_for_backward(u)
-                ctx.slope = slope
-                return (u >= 0).to(u.dtype)
-
-            @staticmethod
-            def backward(ctx, grad):
-                (u,) = ctx.saved_tensors
-                return grad / (1.0 + ctx.slope * u.abs()) ** 2, None
-
-        SpikeFn = _SpikeFn
-    return SpikeFn
-
-
-SpikeFn = None
-
-
-def time_cumsum(x):
-    """``cumsum(x, 0)`` of a ``(T, ...)`` tensor as ``T - 1`` in-place adds of whole steps
-    (forward) and of the reversed gradient (backward): the same sums as ``torch.cumsum``,
-    which on CPU walks dimension 0 several times slower."""
-    global CumsumFn
-    if CumsumFn is None:
-        t = _torch()
-
-        def scan(y, reverse):
-            steps = range(len(y) - 2, -1, -1) if reverse else range(1, len(y))
-            for i in steps:
-                y[i].add_(y[i + 1] if reverse else y[i - 1])
-            return y
-
-        class _CumsumFn(t.autograd.Function):
-            @staticmethod
-            def forward(ctx, v):
-                return scan(v.contiguous().clone(), False)
-
-            @staticmethod
-            def backward(ctx, grad):
-                return scan(grad.contiguous().clone(), True)
-
-        CumsumFn = _CumsumFn
-    return CumsumFn.apply(x)
-
-
-CumsumFn = None
-
-
-class Net:
-    """A fire-once IF network as torch tensors: per layer a weight matrix ``(n_in, n_out)``
-    (input-major, like :class:`~bstdg.engine.BinaryNet`) and a threshold vector.
-
-    With ``binary`` the parameters are latent: the forward pass uses ``sign(w)`` (0 counts
-    as +1) and ``max(ceil(theta - 1e-4), 1)``, exactly as :class:`~bstdg.network.BinarySNN`,
-    and gradients pass straight through to the latent values.
-    """
-
-    def __init__(self, weights, thresholds, binary: bool, slope: float = 5.0,
-                 train_theta: bool = False, device="cpu"):
-        t = _torch()
-        self.binary = binary
-        self.slope = slope
-        self.device = t.device(device)
-        self.weights = [t.tensor(np.asarray(w, np.float32), requires_grad=True, device=self.device)
-                        for w in weights]
-        self.thresholds = [t.tensor(np.asarray(th, np.float32), requires_grad=train_theta,
-                                    device=self.device) for th in thresholds]
-
-    @classmethod
-    def from_snn(cls, snn, slope: float = 5.0, train_theta: bool = False, device="cpu") -> "Net":
-        """The binary variant starting from a :class:`~bstdg.network.BinarySNN`'s latent
-        weights and thresholds (the BSTDG trainer's starting point)."""
-        return cls([snn.weight(l) for l in range(snn.n_layers)],
-                   [snn.threshold(l) for l in range(snn.n_layers)], True, slope, train_theta, device)
-
-    @classmethod
-    def gaussian(cls, sizes, rng: np.random.Generator, gain: float = 1.0, slope: float = 5.0,
-                 device="cpu") -> "Net":
-        """The real variant: weights ``N(0, gain^2 / n_in)``, thresholds fixed at 1."""
-        return cls([rng.normal(0.0, gain / np.sqrt(a), (a, b)).astype(np.float32)
-                    for a, b in zip(sizes[:-1], sizes[1:])],
-                   [np.ones(b, np.float32) for b in sizes[1:]], False, slope, False, device)
-
-    @property
-    def sizes(self) -> tuple:
-        return (self.weights[0].shape[0],) + tuple(w.shape[1] for w in self.weights)
-
-    def parameters(self) -> list:
-        return [p for p in self.weights + self.thresholds if p.requires_grad]
-
-    def effective(self) -> list:
-        """``(W, theta)`` per layer as used by the forward pass (straight-through for binary)."""
-        t = _torch()
-        if not self.binary:
-            return list(zip(self.weights, self.thresholds))
-        layers = []
-        for w, th in zip(self.weights, self.thresholds):
-            b = t.where(w >= 0, 1.0, -1.0)
-            th_int = t.clamp(t.ceil(th - 1e-4), min=1.0)
-            layers.append((w + (b - w).detach(), th + (th_int - th).detach()))
-        return layers
-
-    def clip_(self) -> None:
-        """Keep latent weights in [-1, 1] and latent thresholds >= 1 (binary)."""
-        if self.binary:
-            with _torch().no_grad():
-                for w in self.weights:
-                    w.clamp_(-1.0, 1.0)
-                for th in self.thresholds:
-                    th.clamp_(min=1.0)
-
-    def forward(self, x, unroll: str = "scan"):
-        """Run the input raster ``x`` ``(T, B, n_in)``; returns ``(spikes, v_out)``: the spike
-        trains of every layer ``(T, B, n_l)`` (0/1, differentiable through the surrogate)
-        and the output potentials ``(T, B, n_out)`` after each step."""
-        layers = self.effective()
-        if unroll == "scan":
-            return forward_scan(x, layers, self.slope)
-        if unroll == "loop":
-            return forward_loop(x, layers, self.slope)
-        raise ValueError(f"unknown unroll {unroll!r}")
-
-    def state(self) -> dict:
-        return {"weights": [w.detach().cpu().numpy().copy() for w in self.weights],
-                "thresholds": [th.detach().cpu().numpy().copy() for th in self.thresholds]}
-
-    def clone(self) -> "Net":
-        state = self.state()
-        return Net(state["weights"], state["thresholds"], self.binary, self.slope,
-                   any(th.requires_grad for th in self.thresholds), self.device)
-
-
-def fire_once(v, theta, slope: float):
-    """Spikes ``(T, B, n)`` of neurons whose potentials after each step are ``v``: ``H(v -
-    theta)`` at the first crossing, zero after it (the mask carries no gradient)."""
-    return first_only(spike_function().apply((v - theta) / theta.detach(), slope))
-
-
-def first_only(raw):
-    """``raw`` ``(T, B, ...)`` 0/1 times the mask ``t <= first 1 of its unit`` (all steps of a
-    unit without a 1): entries after the first 1 become zero, the surrogate gradient of the
-    steps up to it passes (the mask carries no gradient). The first 1 is found with one
-    ``argmax`` over time (a cumulative max is several times slower on CPU)."""
-    t = _torch()
-    n_steps = raw.shape[0]
-    with t.no_grad():
-        fired = raw > 0
-        first = t.where(fired.any(0), t.argmax(fired.to(t.uint8), 0), n_steps)
-        steps = t.arange(n_steps, device=raw.device).view(n_steps, *([1] * (raw.dim() - 1)))
-        keep = (steps <= first).to(raw.dtype)
-    return raw * keep
-
-
-def forward_scan(x, layers, slope: float):
-    t = _torch()
-    inp = x
-    spikes = []
-    v = None
-    for w, th in layers:
-        v = time_cumsum(t.matmul(inp, w))  # no leak, no reset: V_t = sum_{t' <= t} I_t'
-        inp = fire_once(v, th, slope)
-        spikes.append(inp)
-    return spikes, v
-
-
-def forward_loop(x, layers, slope: float):
-    t = _torch()
-    n_steps, batch = x.shape[:2]
-    fn = spike_function()
-    v = [x.new_zeros(batch, w.shape[1]) for w, _ in layers]
-    fired = [x.new_zeros(batch, w.shape[1]) for w, _ in layers]
-    spikes = [[] for _ in layers]
-    v_out = []
-    for step in range(n_steps):
-        inp = x[step]
-        for l, (w, th) in enumerate(layers):
-            v[l] = v[l] + inp @ w
-            s = fn.apply((v[l] - th) / th.detach(), slope) * (1.0 - fired[l])
-            fired[l] = fired[l] + s.detach()
-            spikes[l].append(s)
-            inp = s
-        v_out.append(v[-1])
-    return [t.stack(s) for s in spikes], t.stack(v_out)
-
-
-# --- inputs, times, loss, decisions ---------------------------------------------------------
-
-
-def dense_input(events: SpikeEvents, t_max: int, device="cpu"):
-    """The input spikes of a batch as a ``(T, B, n_in)`` float32 tensor of spike counts,
-    built on ``device`` (only the event lists travel there)."""
-    t = _torch()
-    n = len(events)
-    x = t.zeros((t_max, n, events.n_units), dtype=t.float32, device=device)
-    owner = np.repeat(np.arange(n), np.diff(events.ptr))
-    index = tuple(t.from_numpy(a.astype(np.int64)).to(device) for a in (events.times, owner, events.units))
-    x.index_put_(index, t.ones(len(owner), device=device), accumulate=True)
-    return x
-
-
-def soft_first_times(s):
-    """Differentiable first-spike time of fire-once spike trains ``(T, B, n)``:
-    ``T - sum_t (T - t) s_t`` (``T`` when silent)."""
-    t = _torch()
-    n_steps = s.shape[0]
-    lead = t.arange(n_steps, 0, -1, dtype=s.dtype, device=s.device)  # T - t
-    return n_steps - t.einsum("t,tbn->bn", lead, s)
-
-
-def spike_times(s) -> np.ndarray:
-    """Integer first-spike times ``(B, n)`` int32 of spike trains ``(T, B, n)``; ``T`` = none.
-    Spike maps ``(T, B, C, H, W)`` of a conv or pool layer give ``(B, H * W * C)``, numbered
-    channel-last as the engine numbers them (:mod:`bstdg.arch`)."""
-    t = _torch()
-    fired = s > 0
-    first = t.argmax(fired.to(t.uint8), 0)
-    times = t.where(fired.any(0), first, s.shape[0]).cpu().numpy().astype(np.int32)
-    if times.ndim == 4:
-        times = np.ascontiguousarray(times.transpose(0, 2, 3, 1)).reshape(len(times), -1)
-    return times
-
-
-def order_key(values: np.ndarray) -> np.ndarray:
-    """int64 keys with the order and the equalities of float ``values`` (so that
-    :func:`bstdg.metrics.decide`, which compares integer potentials, ranks real ones)."""
-    v = np.asarray(values, np.float64) + 0.0  # -0.0 -> 0.0
-    bits = v.view(np.int64)
-    return np.where(bits < 0, -(bits & np.int64(0x7FFFFFFFFFFFFFFF)), bits)
-
-
-def decision_potentials(v_out, out_times: np.ndarray, binary: bool) -> np.ndarray:
-    """Output potentials ``(B, n_out)`` at each sample's decision step (its first output
-    spike, or the last step when no output fired), as int64 keys for the prediction rule."""
-    t = _torch()
-    n_steps, batch = v_out.shape[:2]
-    step = np.minimum(out_times.min(axis=1), n_steps - 1)
-    pot = v_out.detach()[t.from_numpy(step.astype(np.int64)).to(v_out.device),
-                         t.arange(batch, device=v_out.device)].cpu().numpy()
-    return np.rint(pot).astype(np.int64) if binary else order_key(pot)
+# --- loss, training and evaluation ---------------------------------------------------------
 
 
 def loss_function(s_out, labels, config: BPTTConfig, v_out=None, theta=None):
@@ -369,20 +111,6 @@ def loss_function(s_out, labels, config: BPTTConfig, v_out=None, theta=None):
         target = t.where(wrong & (times >= n_steps), times, target)
     return 0.5 * ((times - target) ** 2).sum(1).mean() / n_steps + extra
 
-
-def forward_result(spikes, v_out, binary: bool, t_max: int) -> tuple[ForwardResult, metrics.Decision]:
-    """Spike times of every layer and the prediction rule's decision, as for the engine."""
-    per_layer = [spike_times(s) for s in spikes]
-    times = np.concatenate(per_layer, axis=1)
-    n_off = np.zeros(len(spikes) + 1, np.int64)
-    np.cumsum([s.shape[1] for s in per_layer], out=n_off[1:])
-    out_times = times[:, n_off[-2]:]
-    potential = decision_potentials(v_out, out_times, binary)
-    result = ForwardResult(times, potential, n_off)
-    return result, metrics.decide(out_times, potential, t_max)
-
-
-# --- training and evaluation ---------------------------------------------------------------
 
 
 class Trainer:

@@ -1,7 +1,8 @@
 """BPTT baselines for conv networks: the fire-once IF network of an :class:`~bstdg.arch.Architecture`
 with conv, pool and fc layers, unrolled over ``T`` steps in torch.
 
-Everything but the layers is the fc baseline's (:mod:`bstdg.baselines.bptt`): the latency
+Everything but the layers is the fc baseline's (:mod:`bstdg.baselines.bptt_net`,
+:mod:`bstdg.baselines.bptt_readout`, :mod:`bstdg.baselines.bptt`): the latency
 input raster, the fast-sigmoid surrogate spike, the fire-once mask, the first-spike loss, the
 decision rule, the ``real`` / ``binary`` variants and the training loop (its ``Trainer`` and
 ``evaluate`` take a :class:`ConvNet` as they take a ``Net``). The layers, as the event engine
@@ -29,7 +30,7 @@ import numpy as np
 
 from ..arch import Architecture
 from . import require_torch
-from .bptt import Net, fire_once, first_only, time_cumsum
+from .bptt_net import Net, fire_once, first_only, time_cumsum
 
 _torch = require_torch
 

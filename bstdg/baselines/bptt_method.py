@@ -1,5 +1,5 @@
 """``bptt`` and ``bptt-binary`` as methods of ``bstdg compare`` (:mod:`bstdg.compare`): build the
-network (:mod:`bstdg.baselines.bptt` for fc layers, :mod:`bstdg.baselines.bptt_conv` with
+network (:mod:`bstdg.baselines.bptt_net` for fc layers, :mod:`bstdg.baselines.bptt_conv` with
 conv or pool layers), train it epoch by epoch inside the run's meter, select, evaluate with
 the prediction rule and save the run folder."""
 
@@ -16,9 +16,9 @@ from ..methods import load_fit_val_test, model_meta
 from ..recipe import TrainConfig
 from ..runs import save_test_outputs
 from ..train import initial_network
-from . import apply_settings, timed_epoch, torch_device
-from .bptt import (FIXED, Net, Trainer, _torch, config_dict, default_config, eval_batch_size, evaluate,
-                   init_threads, to_snn)
+from . import apply_settings, require_torch, timed_epoch, torch_device
+from .bptt import FIXED, Trainer, config_dict, default_config, eval_batch_size, evaluate, init_threads, to_snn
+from .bptt_net import Net
 
 
 def run_method(run, binary: bool) -> dict:
@@ -28,7 +28,7 @@ def run_method(run, binary: bool) -> dict:
     the BSTDG methods apply through a ``fit`` hook) decides whether to go on and which
     epoch's network is kept, evaluated and saved."""
     n_threads = init_threads()
-    t = _torch()
+    t = require_torch()
     device = torch_device(run.device)
     t.manual_seed(run.seed)
     cfg = apply_settings(default_config(binary, hidden=tuple(run.hidden), t_max=run.t_max,

@@ -5,7 +5,7 @@ The recipe (snnTorch's MNIST tutorials; ``docs/baselines.md`` says why each choi
 
 * **input**: the latency code of :mod:`bstdg.encoding` at ``t_max = T`` (one spike per
   non-zero pixel), the run's ``SpikeEvents`` made a dense ``(T, B, n_in)`` 0/1 tensor per
-  batch (:func:`bstdg.baselines.bptt.dense_input`), exactly what the BPTT baselines read;
+  batch (:func:`bstdg.baselines.bptt_readout.dense_input`), exactly what the BPTT baselines read;
 * **network**: ``nn.Linear`` (with bias, torch's default init) then ``snn.Leaky`` per layer,
   ``784-600-10``; ``Leaky(beta, threshold=1, spike_grad=surrogate.fast_sigmoid(slope))``,
   reset by subtraction (snnTorch's default), ``beta = 1`` by default: no leak, i.e. IF
@@ -37,7 +37,8 @@ from .. import metrics
 from ..encoding import SpikeEvents
 from ..engine import ForwardResult
 from . import require_torch
-from .bptt import decision_potentials, dense_input, init_threads, spike_times
+from .bptt import init_threads
+from .bptt_readout import decision_potentials, dense_input, spike_times
 
 NAME = "snntorch"
 LOSSES = ("rate", "count", "temporal")

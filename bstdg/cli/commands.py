@@ -280,7 +280,7 @@ def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,b
                       out, existing_data_dir(data_dir), seed, parse_overrides(limit_train_for),
                       until_converged=until_converged, max_epochs=max_epochs, patience=patience,
                       budget_s=budget_s, val=val, device=device, bptt_settings=bptt_settings, arch=arch)
-    from ..report import compare_table, key_figure_lines
+    from ..report_tables import compare_table, key_figure_lines
 
     print()
     print("\n".join(compare_table(summary)))
