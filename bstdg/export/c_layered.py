@@ -20,7 +20,7 @@ import re
 import numpy as np
 
 from .c_format import array, check_crc, checksum, encoder_comment, header, layer_arrays
-from .layered import ExportedLayeredNet, arch_json, bits_shape, parse_arch
+from .layered import ExportedLayeredNet, arch_json, loaded, parse_arch, read_layers
 from .model import ExportError, parse_encoder
 
 VERSION = 2
@@ -80,28 +80,17 @@ def read_layered(text: str, macros: dict, arrays: dict, source: str) -> Exported
     enc = re.search(r"/\* bstdg-encoder-json: (.*) \*/", text)
     if match is None or enc is None:
         raise ExportError(f"{source}: a version 2 header without its architecture or encoder comment")
-    try:
-        arch = parse_arch(match.group(1))
-    except ExportError as exc:
-        raise ExportError(f"{source}: {exc}") from None
+    arch = parse_arch(match.group(1), source)
     encoder = parse_encoder(enc.group(1), source)
     n_layers, t_max = int(macros["BSTDG_N_LAYERS"]), int(macros["BSTDG_T_MAX"])
     if n_layers != len(arch.layers_all) or arrays["bstdg_sizes"] != list(arch.sizes):
         raise ExportError(f"{source}: sizes {arrays['bstdg_sizes']} disagree with the architecture {arch}")
-    bits, thresholds = [], []
-    for l, layer in enumerate(arch.layers_all):
-        if layer.kind == "pool":
-            bits.append(np.zeros(0, np.uint8))
-            thresholds.append(np.zeros(0, np.int64))
-            continue
-        shape = bits_shape(arch, l)
+
+    def read_layer(l, layer, shape):
         rows, th = layer_arrays(arrays, l, shape[0], int(np.prod(shape[1:])), source)
-        bits.append(rows.reshape(shape))
-        thresholds.append(th)
-    try:
-        ex = ExportedLayeredNet(arch, tuple(bits), tuple(thresholds), t_max, encoder)
-    except ExportError as exc:
-        raise ExportError(f"{source}: {exc}") from None
+        return rows.reshape(shape), th
+
+    ex = loaded(source, arch, *read_layers(arch, read_layer), t_max, encoder)
     if arrays.get("bstdg_geometry") != geometry(ex).ravel().tolist():
         raise ExportError(f"{source}: bstdg_geometry disagrees with the architecture {arch}")
     check_crc(macros, crc32(ex), source)

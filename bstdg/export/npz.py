@@ -27,7 +27,7 @@ import numpy as np
 
 from ..npzio import read_arrays, scalar
 from ..files import save_npz
-from .layered import ExportedLayeredNet, arch_json, bits_shape, parse_arch
+from .layered import ExportedLayeredNet, arch_json, loaded, parse_arch, read_layers
 from .model import (T_MAX_LIMIT, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
                     to_binary_net)
 
@@ -115,33 +115,21 @@ def _read_layered(z: dict, source: str) -> ExportedLayeredNet:
                           f"(corrupt file)")
     if scalar(z, "kind", "str", source, ExportError) != "layered":
         raise ExportError(f"{source}: export format v2 must have kind 'layered'")
-    try:
-        arch = parse_arch(scalar(z, "arch", "str", source, ExportError))
-    except ExportError as exc:
-        raise ExportError(f"{source}: {exc}") from None
+    arch = parse_arch(scalar(z, "arch", "str", source, ExportError), source)
     t_max = scalar(z, "t_max", "int", source, ExportError)
     encoder = parse_encoder(scalar(z, "encoder", "str", source, ExportError), source)
     digest = scalar(z, "digest", "str", source, ExportError)
     if _int_vector(z, "sizes", source) != list(arch.sizes):
         raise ExportError(f"{source}: sizes do not match the architecture {arch}")
-    bits, thresholds = [], []
-    for l, layer in enumerate(arch.layers_all):
-        if layer.kind == "pool":
-            bits.append(np.zeros(0, np.uint8))
-            thresholds.append(np.zeros(0, np.int64))
-            continue
-        shape = tuple(_int_vector(z, f"layer{l}_shape", source))
-        if shape != bits_shape(arch, l):
-            raise ExportError(f"{source}: layer {l} ({layer}) shape {list(shape)} does not match "
-                              f"{list(bits_shape(arch, l))}")
+
+    def read_layer(l, layer, shape):
+        found = tuple(_int_vector(z, f"layer{l}_shape", source))
+        if found != shape:
+            raise ExportError(f"{source}: layer {l} ({layer}) shape {list(found)} does not match {list(shape)}")
         b, th = _layer(z, l, shape[0], int(np.prod(shape[1:])), arch.sizes[l + 1], source)
-        bits.append(b.reshape(shape))
-        thresholds.append(th)
-    try:
-        ex = ExportedLayeredNet(arch, tuple(bits), tuple(thresholds), t_max, encoder)
-    except ExportError as exc:
-        raise ExportError(f"{source}: {exc}") from None
-    return _digest_checked(ex, digest, source)
+        return b.reshape(shape), th
+
+    return _digest_checked(loaded(source, arch, *read_layers(arch, read_layer), t_max, encoder), digest, source)
 
 
 def _layer(z: dict, l: int, n_rows: int, n_bits: int, n: int, source: str) -> tuple:
