@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
-from .layered import ExportedLayeredNet
-from .model import ExportError, ExportedNet, from_binary_net, parse_encoder, to_binary_net
+from .layered import ExportedLayeredNet, to_engine
+from .model import ExportError, ExportedNet, from_binary_net, parse_encoder
 from .verify import Rerun
 
 FORMAT_VERSION = 2  # version 1: fc networks; version 2: layered (conv/pool/fc), :mod:`.c_layered`
@@ -233,12 +233,7 @@ def read_c_header(path):
 
 def load_c_header(path):
     """``(BinaryNet, encoder)`` from a C header export (``(LayeredNet, encoder)`` for version 2)."""
-    ex = read_c_header(path)
-    if isinstance(ex, ExportedLayeredNet):
-        from .layered import to_layered_net
-
-        return to_layered_net(ex), ex.encoder
-    return to_binary_net(ex), ex.encoder
+    return to_engine(read_c_header(path))
 
 
 # --- the C reference program --------------------------------------------------------------

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..arch import Architecture
 from ..errors import BstdgError
-from .model import T_MAX_LIMIT, THRESHOLD_MAX, ExportError, encoder_json
+from .model import T_MAX_LIMIT, THRESHOLD_MAX, ExportError, encoder_json, to_binary_net
 
 
 def arch_json(arch: Architecture) -> str:
@@ -232,6 +232,14 @@ def to_layered_net(ex: ExportedLayeredNet):
             weights.append(w)
             thresholds.append(np.asarray(ex.thresholds[l], np.int32))
     return LayeredNet(arch, tuple(weights), tuple(thresholds), int(ex.t_max))
+
+
+def to_engine(ex) -> tuple:
+    """``(net, encoder)`` of an export read back: the engine's
+    :class:`~bstdg.engine.conv.LayeredNet` of an :class:`ExportedLayeredNet`
+    (:func:`to_layered_net`), the :class:`~bstdg.engine.BinaryNet` of an fc
+    :class:`~.model.ExportedNet` (:func:`~.model.to_binary_net`); imports the engine."""
+    return (to_layered_net(ex) if isinstance(ex, ExportedLayeredNet) else to_binary_net(ex)), ex.encoder
 
 
 def layered_footprint(ex: ExportedLayeredNet) -> dict:

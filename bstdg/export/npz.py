@@ -27,9 +27,8 @@ import numpy as np
 
 from ..npzio import read_arrays, scalar
 from ..files import save_npz
-from .layered import ExportedLayeredNet, arch_json, loaded, parse_arch, read_layers
-from .model import (T_MAX_LIMIT, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
-                    to_binary_net)
+from .layered import ExportedLayeredNet, arch_json, loaded, parse_arch, read_layers, to_engine
+from .model import T_MAX_LIMIT, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder
 
 FORMAT = "bstdg-export"
 FORMAT_VERSION = 2
@@ -169,9 +168,4 @@ def _int_vector(z: dict, key: str, source: str) -> list:
 def load_npz(path):
     """``(BinaryNet, encoder)`` from an export ``.npz`` (``(LayeredNet, encoder)`` for a
     layered one)."""
-    ex = read_npz(path)
-    if isinstance(ex, ExportedLayeredNet):
-        from .layered import to_layered_net
-
-        return to_layered_net(ex), ex.encoder
-    return to_binary_net(ex), ex.encoder
+    return to_engine(read_npz(path))
