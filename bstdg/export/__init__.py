@@ -34,7 +34,7 @@ from ..errors import BstdgError
 from . import c_format, hex_format, npz, nir_format
 from .c_format import export_c, load_c_header, read_c_header
 from .hex_format import export_hex, load_hex, read_hex
-from .layered import ExportedLayeredNet, from_layered_net, layered_footprint, to_layered_net
+from .layered import ExportedLayeredNet, from_layered_net, layered_footprint, to_engine, to_layered_net
 from .model import (ExportError, ExportedNet, footprint, from_binary_net, latency_encoder,
                     to_binary_net)
 from .nir_format import export_nir, load_nir, read_nir
@@ -200,18 +200,7 @@ def _verify_layered(fmt: str, path, net, events, reference, run_c: bool) -> dict
     if not same:
         raise ExportError(f"{path}: holds a different network than the model ({net.arch}, t_max {net.t_max})")
     n = verify.compare(f"{fmt} re-run", reference, layered_sim.simulate_layered(ex, events))
-    if fmt == "nir":
-        from . import nir_spec
-
-        verify.compare("NIR-spec interpreter", reference, nir_spec.run_file(path, events))
-    c_ran = None
-    if fmt == "c" and run_c:
-        c_ran = c_format.c_compiler() is not None and c_format.REFERENCE_SOURCE.is_file()
-        if c_ran:
-            verify.compare("C reference", reference, c_format.run_c_reference(path, events, ex.t_max))
-    return {"format": fmt, "path": str(path), "n_samples": n, "arch": str(ex.arch),
-            "ties": int(np.sum(reference.tie)), "silent": int(np.sum(reference.time >= ex.t_max)),
-            "c_reference": c_ran}
+    return _file_reruns(fmt, path, events, reference, ex.t_max, run_c, n, arch=str(ex.arch))
 
 
 def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True) -> dict:
@@ -239,7 +228,17 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
         raise ExportError(f"{path}: holds a different network than the model "
                           f"({'-'.join(map(str, ex.sizes))}, t_max {ex.t_max})")
     n = verify.compare(f"{fmt} re-run", reference, verify.simulate(ex, events))
-    if fmt == "nir":  # and the graph as NIR defines it, by an interpreter of the spec alone
+    return _file_reruns(fmt, path, events, reference, ex.t_max, run_c, n)
+
+
+def _file_reruns(fmt: str, path, events, reference, t_max: int, run_c: bool, n: int, **extra) -> dict:
+    """After the re-run (``n`` samples agreed): for ``nir`` the graph as NIR defines it, by an
+    interpreter of the spec alone; for ``c`` (``run_c``, when a C compiler exists) the
+    compiled C program; each must give ``reference``. The report of :func:`verify_file`
+    (``extra`` after ``n_samples``)."""
+    from . import verify
+
+    if fmt == "nir":
         from . import nir_spec
 
         verify.compare("NIR-spec interpreter", reference, nir_spec.run_file(path, events))
@@ -247,9 +246,9 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
     if fmt == "c" and run_c:
         c_ran = c_format.c_compiler() is not None and c_format.REFERENCE_SOURCE.is_file()
         if c_ran:
-            verify.compare("C reference", reference, c_format.run_c_reference(path, events, ex.t_max))
-    return {"format": fmt, "path": str(path), "n_samples": n,
-            "ties": int(np.sum(reference.tie)), "silent": int(np.sum(reference.time >= ex.t_max)),
+            verify.compare("C reference", reference, c_format.run_c_reference(path, events, t_max))
+    return {"format": fmt, "path": str(path), "n_samples": n, **extra,
+            "ties": int(np.sum(reference.tie)), "silent": int(np.sum(reference.time >= t_max)),
             "c_reference": c_ran}
 
 
@@ -299,9 +298,7 @@ class ExportedModel:
 
     def binary(self):
         """The engine's ``BinaryNet``, or ``LayeredNet`` for a layered export."""
-        if isinstance(self.net, ExportedLayeredNet):
-            return to_layered_net(self.net)
-        return to_binary_net(self.net)
+        return to_engine(self.net)[0]
 
 
 def exported_model(fmt: str, path) -> tuple[ExportedModel, str]:

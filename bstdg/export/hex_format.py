@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
-from .model import ExportError, ExportedNet, from_binary_net, to_binary_net
+from .model import ExportError, ExportedNet, from_binary_net
 
 FORMAT = "bstdg-hex"
 FORMAT_VERSION = 2  # version 1: fc networks; version 2: layered (conv/pool/fc), :mod:`.hex_layered`
@@ -160,9 +160,6 @@ def read_hex(folder):
 def load_hex(folder):
     """``(BinaryNet, encoder)`` from a hex export folder (``(LayeredNet, encoder)`` for a
     layered one)."""
-    ex = read_hex(folder)
-    if not isinstance(ex, ExportedNet):
-        from .layered import to_layered_net
+    from .layered import to_engine
 
-        return to_layered_net(ex), ex.encoder
-    return to_binary_net(ex), ex.encoder
+    return to_engine(read_hex(folder))

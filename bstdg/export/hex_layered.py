@@ -25,7 +25,7 @@ import numpy as np
 
 from ..files import atomic_write
 from .hex_format import FORMAT, MANIFEST, _integer, _read_nibbles, _weight_lines
-from .layered import ExportedLayeredNet, arch_json, bits_shape, parse_arch
+from .layered import ExportedLayeredNet, arch_json, loaded, parse_arch, read_layers
 from .model import ExportError
 
 VERSION = 2
@@ -62,26 +62,20 @@ def read_hex_layered(folder: Path, manifest: dict) -> ExportedLayeredNet:
     source = str(folder)
     if manifest.get("kind") != "layered":
         raise ExportError(f"{folder / MANIFEST}: hex format v2 must have kind 'layered'")
-    try:
-        arch = parse_arch(manifest["arch"])
-    except ExportError as exc:
-        raise ExportError(f"{folder / MANIFEST}: {exc}") from None
+    arch = parse_arch(manifest["arch"], str(folder / MANIFEST))
     if [_integer(s, "sizes") for s in manifest["sizes"]] != list(arch.sizes):
         raise ExportError(f"{source}: sizes do not match the architecture {arch}")
     entries = manifest["layers"]
     if not isinstance(entries, list) or len(entries) != len(arch.layers_all):
         raise ExportError(f"{source}: the manifest lists {len(entries)} layers, the architecture "
                           f"{len(arch.layers_all)}")
-    bits, thresholds = [], []
     for l, (layer, entry) in enumerate(zip(arch.layers_all, entries)):
         if entry.get("kind") != layer.kind:
             raise ExportError(f"{source}: layer {l} is {entry.get('kind')!r} in the manifest, {layer.kind} "
                               f"in the architecture")
-        if layer.kind == "pool":
-            bits.append(np.zeros(0, np.uint8))
-            thresholds.append(np.zeros(0, np.int64))
-            continue
-        shape = bits_shape(arch, l)
+
+    def read_layer(l, layer, shape):
+        entry = entries[l]
         n_rows, n_bits, n = shape[0], int(np.prod(shape[1:])), arch.sizes[l + 1]
         if (_integer(entry["rows"], "rows"), _integer(entry["row_bits"], "row_bits"),
                 _integer(entry["n_thresholds"], "n_thresholds")) != (n_rows, n_bits, n):
@@ -98,13 +92,11 @@ def read_hex_layered(folder: Path, manifest: dict) -> ExportedLayeredNet:
         row = np.unpackbits(nibbles[..., None], axis=-1)[..., 4:].reshape(n_rows, 4 * digits)
         if row[:, n_bits:].any():
             raise ExportError(f"{source}: layer {l} weights have non-zero padding bits")
-        bits.append(np.ascontiguousarray(row[:, :n_bits]).reshape(shape))
-        thresholds.append(t_digits.astype(np.int64) @ np.array([4096, 256, 16, 1]))
-    try:
-        ex = ExportedLayeredNet(arch, tuple(bits), tuple(thresholds), _integer(manifest["t_max"], "t_max"),
-                                manifest["encoder"])
-    except ExportError as exc:
-        raise ExportError(f"{source}: {exc}") from None
+        return (np.ascontiguousarray(row[:, :n_bits]).reshape(shape),
+                t_digits.astype(np.int64) @ np.array([4096, 256, 16, 1]))
+
+    ex = loaded(source, arch, *read_layers(arch, read_layer), _integer(manifest["t_max"], "t_max"),
+                manifest["encoder"])
     if ex.digest() != manifest["digest"]:
         raise ExportError(f"{source}: content does not match the manifest's digest")
     return ex

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..arch import Architecture
 from ..errors import BstdgError
-from .model import T_MAX_LIMIT, THRESHOLD_MAX, ExportError, encoder_json
+from .model import T_MAX_LIMIT, THRESHOLD_MAX, ExportError, encoder_json, to_binary_net
 
 
 def arch_json(arch: Architecture) -> str:
@@ -39,15 +39,18 @@ def arch_json(arch: Architecture) -> str:
     return json.dumps(arch.to_dict(), sort_keys=True, separators=(",", ":"))
 
 
-def parse_arch(text: str) -> Architecture:
-    """An architecture from its JSON text; ExportError (one line) for anything malformed."""
+def parse_arch(text: str, source: str | None = None) -> Architecture:
+    """An architecture from its JSON text; ExportError (one line, after ``source: `` when
+    given) for anything malformed."""
     try:
         d = json.loads(text)
         if not isinstance(d, dict):
             raise ValueError("not a JSON object")
         return Architecture.from_dict(d)
     except (ValueError, RecursionError, BstdgError, TypeError, AttributeError) as exc:
-        raise ExportError(f"the architecture record is malformed ({' '.join(str(exc).split())[:120]})") from None
+        where = f"{source}: " if source is not None else ""
+        raise ExportError(f"{where}the architecture record is malformed ({' '.join(str(exc).split())[:120]})") \
+            from None
 
 
 def bits_shape(arch: Architecture, l: int) -> tuple:
@@ -154,6 +157,30 @@ class ExportedLayeredNet:
         return h.hexdigest()
 
 
+def read_layers(arch: Architecture, read_layer) -> tuple:
+    """``(bits, thresholds)``, one entry per layer of ``arch``, for a reader: a conv or fc
+    layer ``l`` gives ``read_layer(l, layer, bits_shape(arch, l))`` (its bits of that shape
+    and its thresholds), a pool layer the empty arrays."""
+    bits, thresholds = [], []
+    for l, layer in enumerate(arch.layers_all):
+        if layer.kind == "pool":
+            b, th = np.zeros(0, np.uint8), np.zeros(0, np.int64)
+        else:
+            b, th = read_layer(l, layer, bits_shape(arch, l))
+        bits.append(b)
+        thresholds.append(th)
+    return tuple(bits), tuple(thresholds)
+
+
+def loaded(source: str, arch: Architecture, bits, thresholds, t_max: int, encoder: dict) -> ExportedLayeredNet:
+    """The :class:`ExportedLayeredNet` a reader found in ``source``: ExportError from its
+    check with ``source: `` in front."""
+    try:
+        return ExportedLayeredNet(arch, tuple(bits), tuple(thresholds), t_max, encoder)
+    except ExportError as exc:
+        raise ExportError(f"{source}: {exc}") from None
+
+
 def from_layered_net(net, encoder: dict) -> ExportedLayeredNet:
     """The export of the engine's :class:`~bstdg.engine.conv.LayeredNet` (or of a
     :class:`~bstdg.convnet.LayeredSNN`, through its ``binary()``): weights and thresholds
@@ -205,6 +232,14 @@ def to_layered_net(ex: ExportedLayeredNet):
             weights.append(w)
             thresholds.append(np.asarray(ex.thresholds[l], np.int32))
     return LayeredNet(arch, tuple(weights), tuple(thresholds), int(ex.t_max))
+
+
+def to_engine(ex) -> tuple:
+    """``(net, encoder)`` of an export read back: the engine's
+    :class:`~bstdg.engine.conv.LayeredNet` of an :class:`ExportedLayeredNet`
+    (:func:`to_layered_net`), the :class:`~bstdg.engine.BinaryNet` of an fc
+    :class:`~.model.ExportedNet` (:func:`~.model.to_binary_net`); imports the engine."""
+    return (to_layered_net(ex) if isinstance(ex, ExportedLayeredNet) else to_binary_net(ex)), ex.encoder
 
 
 def layered_footprint(ex: ExportedLayeredNet) -> dict:

@@ -27,8 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from .layered import ExportedLayeredNet
-from .model import ExportError
-from .verify import Rerun, decide
+from .verify import Rerun, batches, decide, joined
 
 
 def conv2d(x: np.ndarray, sign: np.ndarray, stride: int, padding: int) -> np.ndarray:
@@ -57,26 +56,10 @@ def pool_any(x: np.ndarray, size: int) -> np.ndarray:
 
 def simulate_layered(ex: ExportedLayeredNet, events, batch_size: int = 1024) -> Rerun:
     """Run ``events`` (:class:`~bstdg.encoding.SpikeEvents`, the encoder's channel-first
-    units) through ``ex``; predictions, ties and decision times."""
-    n_in = ex.sizes[0]
-    if events.n_units != n_in:
-        raise ExportError(f"the samples have {events.n_units} inputs, the exported network {n_in}")
-    T = int(ex.t_max)
-    times = np.asarray(events.times, np.int64)
-    if len(times) and (times.min() < 0 or times.max() >= T):
-        raise ExportError(f"the samples have spike times outside 0..{T - 1} (t_max {T})")
-    parts = []
-    for start in range(0, len(events), batch_size):
-        stop = min(start + batch_size, len(events))
-        lo, hi = int(events.ptr[start]), int(events.ptr[stop])
-        owner = np.repeat(np.arange(stop - start), np.diff(events.ptr[start:stop + 1]))
-        t_ev, u_ev = times[lo:hi], np.asarray(events.units[lo:hi], np.int64)
-        order = np.argsort(t_ev, kind="stable")
-        parts.append(_run_batch(ex, stop - start, owner[order], t_ev[order], u_ev[order]))
-    if not parts:
-        empty = np.zeros(0, np.int64)
-        return Rerun(empty, empty.astype(bool), empty)
-    return Rerun(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("prediction", "tie", "time")))
+    units) through ``ex``, ``batch_size`` samples at a time (:func:`.verify.batches`);
+    predictions, ties and decision times."""
+    return joined([_run_batch(ex, *batch)
+                   for batch in batches(events, ex.sizes[0], int(ex.t_max), batch_size)])
 
 
 def _run_batch(ex: ExportedLayeredNet, n: int, owner, t_ev, u_ev) -> Rerun:

@@ -33,10 +33,9 @@ import numpy as np
 
 from ..errors import BstdgError
 from ..files import atomic_path
-from .layered import ExportedLayeredNet
-from .nir_layered import KIND as LAYERED, from_graph_layered, to_graph_layered
-from .model import (THRESHOLD_MAX, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
-                    to_binary_net)
+from .layered import ExportedLayeredNet, to_engine
+from .nir_layered import KIND as LAYERED, from_graph_layered, graph_chain, to_graph_layered
+from .model import THRESHOLD_MAX, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder
 
 FORMAT = "bstdg-nir"
 FORMAT_VERSION = 3  # the newest this bstdg reads; fc graphs are written as v2, layered ones as v3
@@ -207,21 +206,7 @@ def _from_graph(graph, source: str) -> ExportedNet:
     if version >= LAYERED_VERSION:
         raise ExportError(f"{source}: bstdg NIR format v{version} holds a layered network but its metadata "
                           f"has no bstdg_kind 'layered'")
-    succ = {}
-    for a, b in edges:
-        if a in succ:
-            raise ExportError(f"{source}: node {a!r} has several successors; expected a chain "
-                              f"Input -> (Linear -> IF)... -> Output")
-        succ[a] = b
-    inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
-    if len(inputs) != 1:
-        raise ExportError(f"{source}: expected one Input node, found {len(inputs)}")
-    chain, name = [], succ.get(inputs[0])
-    while name is not None and not isinstance(nodes.get(name), nir.Output):
-        if name in chain or name not in nodes:
-            raise ExportError(f"{source}: the graph is not a chain from Input to Output")
-        chain.append(name)
-        name = succ.get(name)
+    _, chain, name = graph_chain(nir, nodes, edges, source, " Input -> (Linear -> IF)... -> Output")
     if name is None or len(chain) % 2 or not chain or len(chain) + 2 != len(nodes):
         raise ExportError(f"{source}: expected Input -> (Linear -> IF)... -> Output, "
                           f"found {[type(nodes[k]).__name__ for k in chain]}")
@@ -260,9 +245,4 @@ def _from_graph(graph, source: str) -> ExportedNet:
 
 def load_nir(path):
     """``(BinaryNet, encoder)`` from a NIR export (``(LayeredNet, encoder)`` for a layered one)."""
-    ex = read_nir(path)
-    if isinstance(ex, ExportedLayeredNet):
-        from .layered import to_layered_net
-
-        return to_layered_net(ex), ex.encoder
-    return to_binary_net(ex), ex.encoder
+    return to_engine(read_nir(path))

@@ -103,27 +103,37 @@ def _pair(value, name: str, source: str) -> tuple:
     return int(a[0])
 
 
-def from_graph_layered(graph, nodes: dict, edges: list, meta: dict, fmt: dict, source: str,
-                       metadata_str) -> ExportedLayeredNet:
-    """The layered network of a graph written by :func:`to_graph_layered` (readout branch
-    already removed from ``nodes``/``edges`` by the caller); ExportError for anything else."""
-    nir = fmt["nir"]
-    arch_meta = parse_arch(metadata_str(meta, "bstdg_arch", source))
+def graph_chain(nir, nodes: dict, edges: list, source: str, expected: str = "") -> tuple:
+    """``(first, chain, last)`` of a graph that must be one path (both NIR readers): its one
+    Input node, the nodes after it up to the first Output, and that Output's name (None when
+    the path ends before one). ExportError when a node has several successors (``expected``
+    says what chain is wanted), there is not exactly one Input, or the path loops or leaves
+    the graph."""
     succ = {}
     for a, b in edges:
         if a in succ:
-            raise ExportError(f"{source}: node {a!r} has several successors; expected a chain")
+            raise ExportError(f"{source}: node {a!r} has several successors; expected a chain{expected}")
         succ[a] = b
     inputs = [k for k, v in nodes.items() if isinstance(v, nir.Input)]
     if len(inputs) != 1:
         raise ExportError(f"{source}: expected one Input node, found {len(inputs)}")
-    input_shape = tuple(int(s) for s in np.asarray(nodes[inputs[0]].input_type["input"]).reshape(-1))
     chain, name = [], succ.get(inputs[0])
     while name is not None and not isinstance(nodes.get(name), nir.Output):
         if name in chain or name not in nodes:
             raise ExportError(f"{source}: the graph is not a chain from Input to Output")
         chain.append(name)
         name = succ.get(name)
+    return inputs[0], chain, name
+
+
+def from_graph_layered(graph, nodes: dict, edges: list, meta: dict, fmt: dict, source: str,
+                       metadata_str) -> ExportedLayeredNet:
+    """The layered network of a graph written by :func:`to_graph_layered` (readout branch
+    already removed from ``nodes``/``edges`` by the caller); ExportError for anything else."""
+    nir = fmt["nir"]
+    arch_meta = parse_arch(metadata_str(meta, "bstdg_arch", source))
+    first, chain, name = graph_chain(nir, nodes, edges, source)
+    input_shape = tuple(int(s) for s in np.asarray(nodes[first].input_type["input"]).reshape(-1))
     if name is None or len(chain) + 2 != len(nodes):
         raise ExportError(f"{source}: the graph is not one chain from Input to Output")
     layers, bits, thresholds, i, last_linear = [], [], [], 0, None

@@ -27,9 +27,8 @@ import numpy as np
 
 from ..npzio import read_arrays, scalar
 from ..files import save_npz
-from .layered import ExportedLayeredNet, arch_json, bits_shape, parse_arch
-from .model import (T_MAX_LIMIT, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder,
-                    to_binary_net)
+from .layered import ExportedLayeredNet, arch_json, loaded, parse_arch, read_layers, to_engine
+from .model import T_MAX_LIMIT, ExportError, ExportedNet, encoder_json, from_binary_net, parse_encoder
 
 FORMAT = "bstdg-export"
 FORMAT_VERSION = 2
@@ -44,16 +43,30 @@ def export_npz(net, encoder: dict, path) -> Path:
 def write_npz(ex, path) -> Path:
     if isinstance(ex, ExportedLayeredNet):
         return write_layered_npz(ex, path)
-    path = Path(path)
-    arrays = {"format": np.array(FORMAT), "format_version": np.array(FC_VERSION, np.int64),
-              "n_layers": np.array(len(ex.bits), np.int64), "t_max": np.array(ex.t_max, np.int64),
-              "sizes": np.array(ex.sizes, np.int64), "encoder": np.array(encoder_json(ex.encoder)),
-              "digest": np.array(ex.digest())}
-    for l, (b, th) in enumerate(zip(ex.bits, ex.thresholds)):
-        arrays[f"layer{l}_shape"] = np.array(b.shape, np.int64)
-        arrays[f"layer{l}_bits"] = np.packbits(b, axis=1)
+    layers = ((l, b.shape, b, th) for l, (b, th) in enumerate(zip(ex.bits, ex.thresholds)))
+    return _save(path, FC_VERSION, {"n_layers": np.array(len(ex.bits), np.int64)}, ex, layers)
+
+
+def write_layered_npz(ex: ExportedLayeredNet, path) -> Path:
+    layers = ((l, ex.bits[l].shape, ex.rows(l), ex.thresholds[l])
+              for l, kind in enumerate(ex.kinds) if kind != "pool")
+    return _save(path, 2, {"kind": np.array("layered"), "arch": np.array(arch_json(ex.arch))}, ex, layers)
+
+
+def _save(path, version: int, fields: dict, ex, layers) -> Path:
+    """The export file of either version: ``format``, ``format_version``, ``fields``, ``t_max``,
+    ``sizes``, ``encoder`` and ``digest``, then per ``(l, shape, rows, thresholds)`` of
+    ``layers`` the arrays ``layer{l}_shape``, ``layer{l}_bits`` (the rows packed) and
+    ``layer{l}_thresholds``. Written atomically; the name is kept as given (no ".npz"
+    appended)."""
+    arrays = {"format": np.array(FORMAT), "format_version": np.array(version, np.int64), **fields,
+              "t_max": np.array(ex.t_max, np.int64), "sizes": np.array(ex.sizes, np.int64),
+              "encoder": np.array(encoder_json(ex.encoder)), "digest": np.array(ex.digest())}
+    for l, shape, rows, th in layers:
+        arrays[f"layer{l}_shape"] = np.array(shape, np.int64)
+        arrays[f"layer{l}_bits"] = np.packbits(rows, axis=1)
         arrays[f"layer{l}_thresholds"] = np.asarray(th, np.int32)
-    return save_npz(path, **arrays)  # atomic; the name is kept as given (no ".npz" appended)
+    return save_npz(Path(path), **arrays)
 
 
 def read_npz(path):
@@ -88,37 +101,11 @@ def read_npz(path):
             raise ExportError(f"{source}: layer {l} shape {shape} does not match "
                               f"sizes {sizes}"[:200])
         n_out, n_in = shape
-        packed = z.get(f"layer{l}_bits")
-        if packed is None or packed.dtype != np.uint8 or packed.shape != (n_out, (n_in + 7) // 8):
-            found = "nothing" if packed is None else f"{packed.dtype} {packed.shape}"
-            raise ExportError(f"{source}: layer {l} bits are {found}; expected uint8 "
-                              f"({n_out}, {(n_in + 7) // 8})")
-        row = np.unpackbits(packed, axis=1)
-        if row[:, n_in:].any():
-            raise ExportError(f"{source}: layer {l} has non-zero padding bits (corrupt)")
-        th = z.get(f"layer{l}_thresholds")
-        if th is None or th.dtype.kind not in "iu" or th.shape != (n_out,):
-            found = "nothing" if th is None else f"{th.dtype} {th.shape}"
-            raise ExportError(f"{source}: layer {l} thresholds are {found}; expected int32 ({n_out},)")
-        bits.append(np.ascontiguousarray(row[:, :n_in]))
-        thresholds.append(th.astype(np.int64))
-    ex = ExportedNet(tuple(bits), tuple(thresholds), t_max, encoder).check(source)
-    if ex.digest() != digest:
-        raise ExportError(f"{source}: content does not match its SHA-256 digest (corrupt file)")
-    return ex
-
-
-def write_layered_npz(ex: ExportedLayeredNet, path) -> Path:
-    arrays = {"format": np.array(FORMAT), "format_version": np.array(2, np.int64),
-              "kind": np.array("layered"), "arch": np.array(arch_json(ex.arch)),
-              "t_max": np.array(ex.t_max, np.int64), "sizes": np.array(ex.sizes, np.int64),
-              "encoder": np.array(encoder_json(ex.encoder)), "digest": np.array(ex.digest())}
-    for l, kind in enumerate(ex.kinds):
-        if kind != "pool":
-            arrays[f"layer{l}_shape"] = np.array(ex.bits[l].shape, np.int64)
-            arrays[f"layer{l}_bits"] = np.packbits(ex.rows(l), axis=1)
-            arrays[f"layer{l}_thresholds"] = np.asarray(ex.thresholds[l], np.int32)
-    return save_npz(Path(path), **arrays)
+        b, th = _layer(z, l, n_out, n_in, n_out, source)
+        bits.append(b)
+        thresholds.append(th)
+    return _digest_checked(ExportedNet(tuple(bits), tuple(thresholds), t_max, encoder).check(source),
+                           digest, source)
 
 
 def _read_layered(z: dict, source: str) -> ExportedLayeredNet:
@@ -127,45 +114,44 @@ def _read_layered(z: dict, source: str) -> ExportedLayeredNet:
                           f"(corrupt file)")
     if scalar(z, "kind", "str", source, ExportError) != "layered":
         raise ExportError(f"{source}: export format v2 must have kind 'layered'")
-    try:
-        arch = parse_arch(scalar(z, "arch", "str", source, ExportError))
-    except ExportError as exc:
-        raise ExportError(f"{source}: {exc}") from None
+    arch = parse_arch(scalar(z, "arch", "str", source, ExportError), source)
     t_max = scalar(z, "t_max", "int", source, ExportError)
     encoder = parse_encoder(scalar(z, "encoder", "str", source, ExportError), source)
     digest = scalar(z, "digest", "str", source, ExportError)
     if _int_vector(z, "sizes", source) != list(arch.sizes):
         raise ExportError(f"{source}: sizes do not match the architecture {arch}")
-    bits, thresholds = [], []
-    for l, layer in enumerate(arch.layers_all):
-        if layer.kind == "pool":
-            bits.append(np.zeros(0, np.uint8))
-            thresholds.append(np.zeros(0, np.int64))
-            continue
-        shape = tuple(_int_vector(z, f"layer{l}_shape", source))
-        if shape != bits_shape(arch, l):
-            raise ExportError(f"{source}: layer {l} ({layer}) shape {list(shape)} does not match "
-                              f"{list(bits_shape(arch, l))}")
-        n_rows, n_bits = shape[0], int(np.prod(shape[1:]))
-        packed = z.get(f"layer{l}_bits")
-        if packed is None or packed.dtype != np.uint8 or packed.shape != (n_rows, (n_bits + 7) // 8):
-            found = "nothing" if packed is None else f"{packed.dtype} {packed.shape}"
-            raise ExportError(f"{source}: layer {l} bits are {found}; expected uint8 "
-                              f"({n_rows}, {(n_bits + 7) // 8})")
-        row = np.unpackbits(packed, axis=1)
-        if row[:, n_bits:].any():
-            raise ExportError(f"{source}: layer {l} has non-zero padding bits (corrupt)")
-        th = z.get(f"layer{l}_thresholds")
-        n = arch.sizes[l + 1]
-        if th is None or th.dtype.kind not in "iu" or th.shape != (n,):
-            found = "nothing" if th is None else f"{th.dtype} {th.shape}"
-            raise ExportError(f"{source}: layer {l} thresholds are {found}; expected int32 ({n},)")
-        bits.append(np.ascontiguousarray(row[:, :n_bits]).reshape(shape))
-        thresholds.append(th.astype(np.int64))
-    try:
-        ex = ExportedLayeredNet(arch, tuple(bits), tuple(thresholds), t_max, encoder)
-    except ExportError as exc:
-        raise ExportError(f"{source}: {exc}") from None
+
+    def read_layer(l, layer, shape):
+        found = tuple(_int_vector(z, f"layer{l}_shape", source))
+        if found != shape:
+            raise ExportError(f"{source}: layer {l} ({layer}) shape {list(found)} does not match {list(shape)}")
+        b, th = _layer(z, l, shape[0], int(np.prod(shape[1:])), arch.sizes[l + 1], source)
+        return b.reshape(shape), th
+
+    return _digest_checked(loaded(source, arch, *read_layers(arch, read_layer), t_max, encoder), digest, source)
+
+
+def _layer(z: dict, l: int, n_rows: int, n_bits: int, n: int, source: str) -> tuple:
+    """``(bits, thresholds)`` of layer ``l`` (either version): ``layer{l}_bits`` unpacked to
+    uint8 ``(n_rows, n_bits)`` (its padding bits must be 0) and ``layer{l}_thresholds`` as
+    int64 ``(n,)``; ExportError when either is missing or has the wrong type or shape."""
+    packed = z.get(f"layer{l}_bits")
+    if packed is None or packed.dtype != np.uint8 or packed.shape != (n_rows, (n_bits + 7) // 8):
+        found = "nothing" if packed is None else f"{packed.dtype} {packed.shape}"
+        raise ExportError(f"{source}: layer {l} bits are {found}; expected uint8 "
+                          f"({n_rows}, {(n_bits + 7) // 8})")
+    row = np.unpackbits(packed, axis=1)
+    if row[:, n_bits:].any():
+        raise ExportError(f"{source}: layer {l} has non-zero padding bits (corrupt)")
+    th = z.get(f"layer{l}_thresholds")
+    if th is None or th.dtype.kind not in "iu" or th.shape != (n,):
+        found = "nothing" if th is None else f"{th.dtype} {th.shape}"
+        raise ExportError(f"{source}: layer {l} thresholds are {found}; expected int32 ({n},)")
+    return np.ascontiguousarray(row[:, :n_bits]), th.astype(np.int64)
+
+
+def _digest_checked(ex, digest: str, source: str):
+    """``ex``, or ExportError when its digest is not the file's ``digest``."""
     if ex.digest() != digest:
         raise ExportError(f"{source}: content does not match its SHA-256 digest (corrupt file)")
     return ex
@@ -182,9 +168,4 @@ def _int_vector(z: dict, key: str, source: str) -> list:
 def load_npz(path):
     """``(BinaryNet, encoder)`` from an export ``.npz`` (``(LayeredNet, encoder)`` for a
     layered one)."""
-    ex = read_npz(path)
-    if isinstance(ex, ExportedLayeredNet):
-        from .layered import to_layered_net
-
-        return to_layered_net(ex), ex.encoder
-    return to_binary_net(ex), ex.encoder
+    return to_engine(read_npz(path))

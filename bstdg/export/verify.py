@@ -27,26 +27,36 @@ class Rerun:
 def simulate(ex: ExportedNet, events, batch_size: int = 4096) -> Rerun:
     """Run ``events`` (a :class:`~bstdg.encoding.SpikeEvents`: CSR ``times``, ``units``,
     ``ptr``, ``n_units``) through the exported network, ``batch_size`` samples at a time."""
-    sizes = ex.sizes
-    if events.n_units != sizes[0]:
-        raise ExportError(f"the samples have {events.n_units} inputs, the exported network "
-                          f"{sizes[0]}")
     T = int(ex.t_max)
-    times = np.asarray(events.times, np.int64)
-    if len(times) and (times.min() < 0 or times.max() >= T):
-        raise ExportError(f"the samples have spike times outside 0..{T - 1} (t_max {T})")
     # Row i of weights[l] is what a spike of input i adds to every neuron of layer l.
     weights = [np.ascontiguousarray(ex.signs(l).T.astype(np.int32)) for l in range(len(ex.bits))]
     thresholds = [np.asarray(th, np.int64) for th in ex.thresholds]
-    parts = []
+    return joined([_run_batch(weights, thresholds, T, *batch)
+                   for batch in batches(events, ex.sizes[0], T, batch_size)])
+
+
+def batches(events, n_inputs: int, t_max: int, batch_size: int):
+    """The samples of ``events`` ``batch_size`` at a time (both re-runs: :func:`simulate`,
+    :func:`.layered_sim.simulate_layered`): per batch ``(n, owner, times, units)``, its
+    input spikes sorted by step, then by sample (``owner``: the sample within the batch).
+    ExportError when the samples do not have ``n_inputs`` inputs or spike outside
+    ``0..t_max-1``."""
+    if events.n_units != n_inputs:
+        raise ExportError(f"the samples have {events.n_units} inputs, the exported network {n_inputs}")
+    times = np.asarray(events.times, np.int64)
+    if len(times) and (times.min() < 0 or times.max() >= t_max):
+        raise ExportError(f"the samples have spike times outside 0..{t_max - 1} (t_max {t_max})")
     for start in range(0, len(events), batch_size):
         stop = min(start + batch_size, len(events))
         lo, hi = int(events.ptr[start]), int(events.ptr[stop])
         owner = np.repeat(np.arange(stop - start), np.diff(events.ptr[start:stop + 1]))
         t_ev, u_ev = times[lo:hi], np.asarray(events.units[lo:hi], np.int64)
         order = np.lexsort((owner, t_ev))  # by step, then by sample
-        parts.append(_run_batch(weights, thresholds, T, stop - start,
-                                owner[order], t_ev[order], u_ev[order]))
+        yield stop - start, owner[order], t_ev[order], u_ev[order]
+
+
+def joined(parts: list) -> Rerun:
+    """One :class:`Rerun` of the batches' ``parts``, in order (empty arrays for none)."""
     if not parts:
         empty = np.zeros(0, np.int64)
         return Rerun(empty, empty.astype(bool), empty)
