@@ -30,6 +30,7 @@ import numba
 import numpy as np
 
 from .convnet import LayeredSNN
+from .data import load_events, trained_options
 from .evaluation import forward_decisions, score
 from .network import BinarySNN
 from .recipe import TrainConfig
@@ -150,8 +151,6 @@ def run_benchmark(model=None, samples: int = 10000, dense_samples: int = 256, re
                   data_dir=None) -> dict:
     """All figures in one run, on the first ``samples`` test (inference) and training
     (training throughput) samples of the model's dataset (MNIST for the fresh network)."""
-    from .data import load_events, trained_options
-
     if model is None:
         net, dataset, t_max = None, "mnist", TrainConfig().t_max
     else:

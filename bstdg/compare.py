@@ -15,6 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+from .arch import parse_layers
+from .baselines import require_torch, torch_device
+from .baselines.snntorch_baseline import require_snntorch
 from .compare_methods import METHODS, RESULT_KEYS, TRAIN_CONFIGS, register  # noqa: F401  (documented here)
 from .compare_run import OMP_WAIT_POLICY, main, run_isolated, run_one
 from .compare_summary import HISTORY_KEYS, key_figures, machine
@@ -23,6 +26,8 @@ from .errors import BstdgError
 from .files import write_json
 from .methods import (EarlyStopping, Meter, MethodRun, load_fit_val_test, load_splits,  # noqa: F401
                       maxrss_kib, model_meta, time_to_accuracy)  # (what a method uses)
+from .report import compare_report
+from .report_inputs import read_json
 from .runs import save_test_outputs  # noqa: F401  (what a method uses)
 
 
@@ -44,8 +49,6 @@ def read_settings(path) -> dict:
     ``benchmarks/bptt_lr_sweep.py``): ``{"settings": {METHOD: {T: {name: value}}}}``, T a
     number as text or ``"*"`` (any T). BstdgError (one line) when it is not such a file or
     names an unknown method."""
-    from .report_inputs import read_json
-
     path = Path(path)
     doc = read_json(path)
     settings = doc.get("settings")
@@ -116,13 +119,10 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
                          f"{', '.join(m for m in METHODS if METHODS[m].selects)}")
     torch_methods = [m for m in methods if METHODS[m].needs_torch]
     if torch_methods:
-        from .baselines import require_torch
         require_torch()
         if "snntorch" in torch_methods:
-            from .baselines.snntorch_baseline import require_snntorch
             require_snntorch()
     if device != "cpu":
-        from .baselines import torch_device
         torch_device(device)  # cuda without a GPU: fail before any work
     if min(time_steps) < 2:
         raise BstdgError("--time-steps: every T must be at least 2")
@@ -178,7 +178,6 @@ def compare(dataset: str = "mnist", methods=("bstdg", "s4nn-rule", "bptt", "bptt
     }
     summary["key_figures"] = key_figures(summary["runs"])
     write_json(out / "compare.json", summary)
-    from .report import compare_report
     compare_report(out, log=log)
     return summary
 
@@ -187,8 +186,6 @@ def resolve_arch(spec: str, methods) -> tuple[tuple, str | None]:
     """``(hidden, arch)`` of ``--arch spec``: the fc sizes and the spec when it has conv or
     pool layers, else ``(fc sizes, None)`` (the ``--hidden`` networks). One-line BstdgError
     for a bad spec, or when a method cannot train conv layers (listing those that can)."""
-    from .arch import parse_layers
-
     try:
         layers = parse_layers(spec)
     except BstdgError as exc:

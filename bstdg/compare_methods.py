@@ -14,6 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Callable
 
+from .baselines import ann_convert, bptt_method, quant_threshold, snntorch_baseline
+from .baselines.ratecode import bstdg_synops  # synaptic operations, counted as for the baselines
+from .bench import first, warm_up
 from .engine import ForwardResult
 from .engine.event import if_network_forward
 from .evaluation import evaluate, forward_decisions
@@ -75,9 +78,6 @@ def run_trainer(config: MethodRun, train_config: TrainConfig) -> dict:
     training epoch inside the run's meter. After each epoch a ``fit`` hook applies the run's
     :class:`~bstdg.methods.EarlyStopping` (held-out accuracy, patience, budget) and keeps the
     selected epoch's network, which is the one evaluated and saved."""
-    from .baselines.ratecode import bstdg_synops  # synaptic operations, counted as for the baselines
-    from .bench import first, warm_up
-
     tc = replace(train_config, hidden=tuple(config.hidden), arch=config.arch, t_max=config.t_max,
                  epochs=config.epochs, seed=config.seed)
     train, val, test = load_fit_val_test(config)
@@ -160,23 +160,20 @@ def run_bstdg_adam(config: MethodRun) -> dict:
 @register("bptt", "BPTT (torch), real weights, surrogate gradient, first-spike loss", needs_torch=True,
           selects=True, conv=True)
 def run_bptt(config: MethodRun) -> dict:
-    from .baselines.bptt_method import run_method
-    return run_method(config, binary=False)
+    return bptt_method.run_method(config, binary=False)
 
 
 @register("bptt-binary", "BPTT (torch), binary weights through a straight-through estimator",
           needs_torch=True, selects=True, conv=True)
 def run_bptt_binary(config: MethodRun) -> dict:
-    from .baselines.bptt_method import run_method
-    return run_method(config, binary=True)
+    return bptt_method.run_method(config, binary=True)
 
 
 @register("snntorch", "snnTorch's standard recipe (Leaky neurons, beta=1, ce_rate_loss, Adam, batch 128), "
                       "real weights, same latency code; accuracy by snnTorch's spike-count readout",
           needs_torch=True, selects=True)
 def run_snntorch(config: MethodRun) -> dict:
-    from .baselines.snntorch_baseline import run_method
-    return run_method(config)
+    return snntorch_baseline.run_method(config)
 
 
 # Rate-coded baselines: T is the number of time steps of the rate code (analog pixel as a
@@ -185,13 +182,11 @@ def run_snntorch(config: MethodRun) -> dict:
                              "(the quantization step); T = time steps of the rate code; real weights",
           needs_torch=True)
 def run_quant_threshold(config: MethodRun) -> dict:
-    from .baselines.quant_threshold import run_method
-    return run_method(config)
+    return quant_threshold.run_method(config)
 
 
 @register("ann-convert", "ReLU ANN converted to IF (reset by subtraction), thresholds tuned per T "
                          "(untuned: test_accuracy_untuned); T = time steps of the rate code; real weights",
           needs_torch=True)
 def run_ann_convert(config: MethodRun) -> dict:
-    from .baselines.ann_convert import run_method
-    return run_method(config)
+    return ann_convert.run_method(config)

@@ -107,7 +107,7 @@ class BinarySNNClassifier:
         return f"BinarySNNClassifier({', '.join(changed)})"
 
     def __sklearn_tags__(self):
-        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags
+        from sklearn.utils import ClassifierTags, InputTags, Tags, TargetTags  # optional: only sklearn calls this
 
         return Tags(estimator_type="classifier", target_tags=TargetTags(required=True),
                     classifier_tags=ClassifierTags(), input_tags=InputTags())

@@ -11,6 +11,7 @@ before the epoch is subtracted (details in :mod:`bstdg.compare`).
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import re
 import resource
@@ -53,8 +54,6 @@ def _release_free_memory() -> None:
     before an epoch is live memory and memory the epoch reuses from an earlier phase counts
     as growth."""
     try:
-        import ctypes
-
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass

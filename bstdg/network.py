@@ -12,6 +12,7 @@ from .engine.event import if_network_forward
 from .errors import BstdgError
 from .limits import T_MAX_LIMIT, THRESHOLD_MAX
 from .files import save_npz
+from .npzio import read_arrays, scalar
 
 FORMAT = "bstdg-model"
 FORMAT_VERSION = 1
@@ -120,8 +121,6 @@ class BinarySNN:
         """The model saved at ``path``, validated (see :func:`check_model_arrays`); every
         problem (missing, truncated or damaged file, pickles, wrong keys, dtypes or shapes,
         non-finite or out-of-range values, malformed ``meta``) is one :class:`BstdgError`."""
-        from .npzio import read_arrays
-
         source = str(path)
         arrays = read_arrays(path, "model file")
         sizes, t_max, w, theta, meta = check_model_arrays(arrays, source)
@@ -142,8 +141,6 @@ def check_model_arrays(arrays: dict, source: str):
     in ``[1, THRESHOLD_MAX]``; ``meta`` a JSON object (``dataset`` a string, ``encoder`` an
     object whose ``options`` is an object, ``t_max`` an integer, ``input_shape`` a list of
     positive integers, when present)."""
-    from .npzio import scalar
-
     if "format" not in arrays or arrays["format"].dtype.kind != "U" \
             or scalar(arrays, "format", "str", source) != FORMAT:
         raise BstdgError(f"{source}: not a bstdg model file (no format '{FORMAT}'; "

@@ -21,11 +21,11 @@ DPI = 110
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend; BstdgError when matplotlib is missing."""
     try:
-        import matplotlib
+        import matplotlib  # heavy, and optional for figures: the plot extra
     except ImportError:
         raise BstdgError("plots need matplotlib: pip install matplotlib (the 'plot' extra)") from None
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # (as above)
     return plt
 
 
@@ -184,7 +184,7 @@ COMPARE_PANELS = (
 def compare_vs_t(rows: list, path, n_epoch: int | None = None, title: str = "") -> Path:
     """Accuracy, time per epoch and peak training memory against T, one line per method."""
     plt = pyplot()
-    from matplotlib.ticker import FuncFormatter, ScalarFormatter
+    from matplotlib.ticker import FuncFormatter, ScalarFormatter  # heavy and optional, as in pyplot()
     fig, axes = plt.subplots(1, len(COMPARE_PANELS), figsize=(5 * len(COMPARE_PANELS), 4.2))
     methods = list(dict.fromkeys(r["method"] for r in rows))
     markers = "osD^v<>p*h"

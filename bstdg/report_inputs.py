@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import BstdgError, DataError
+from .limits import T_MAX_LIMIT
+from .metrics import hidden_spikes_before_decision
+from .npzio import read_arrays, scalar
 from .report_tables import RUN_ROWS
 
 
@@ -108,10 +111,10 @@ def test_outputs(run: Path, data_dir=None) -> tuple[dict | None, str | None]:
         return read_test_outputs(saved), None
     if not (run / "model.npz").exists():
         return None, "no test_outputs.npz and no model.npz in the run folder"
+    # heavy: the engine (Numba) and the data registry (tqdm), only when nothing was saved
     from .data import load_events
     from .engine.event import if_network_forward
     from .evaluation import forward_decisions
-    from .metrics import hidden_spikes_before_decision
     from .network import BinarySNN
 
     net = BinarySNN.load(run / "model.npz")
@@ -140,9 +143,6 @@ def read_test_outputs(path: Path, keys=None) -> dict:
     checked: per-sample 1-d arrays of one length N >= 1, ``t_max`` an integer in 2..2^24,
     ``sizes`` positive integers, ``raster_times`` one time per neuron; no pickles
     (:func:`bstdg.npzio.read_arrays`). ``keys``: only these are required (default: all)."""
-    from .limits import T_MAX_LIMIT
-    from .npzio import read_arrays, scalar
-
     z = read_arrays(path, "test outputs file")
     per_sample = ("decision_time", "prediction", "tie", "label", "hidden_spikes")
     wanted = keys or per_sample + ("t_max", "sizes", "raster_input_times", "raster_times")
@@ -168,7 +168,7 @@ def read_test_outputs(path: Path, keys=None) -> dict:
 
 def layered_model(run: Path) -> bool:
     """``run/model.npz`` holds a conv network (format ``bstdg-layered-model``)."""
-    from .convnet import FORMAT
+    from .convnet import FORMAT  # heavy: the engine (Numba)
     from .runs import model_format
 
     return (run / "model.npz").is_file() and model_format(run / "model.npz") == FORMAT
@@ -177,14 +177,12 @@ def layered_model(run: Path) -> bool:
 def parameters(run: Path):
     """(weights per layer, thresholds per layer, latent?) from the run's model file."""
     if (run / "model.npz").exists():
-        from .network import BinarySNN
+        from .network import BinarySNN  # heavy: the engine (Numba)
 
         net = BinarySNN.load(run / "model.npz")
         return ([net.weight(l) for l in range(net.n_layers)],
                 [net.threshold(l) for l in range(net.n_layers)], True)
     if (run / "model_real.npz").exists():
-        from .npzio import read_arrays
-
         path = run / "model_real.npz"
         z = read_arrays(path, "model file")
         n = sum(1 for k in z if k.startswith("w"))

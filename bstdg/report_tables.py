@@ -94,7 +94,7 @@ def convergence_table(summary: dict) -> list:
     training wall time to 90 / 95 / 97 % test accuracy, the total training time, the time
     per epoch and the peak training memory (from each run's history and
     :func:`bstdg.methods.time_to_accuracy`)."""
-    from .methods import time_to_accuracy
+    from .methods import time_to_accuracy  # heavy: methods loads the data registry (tqdm)
 
     levels = (0.90, 0.95, 0.97)
     lines = ["| method | T | device | epochs trained | stopped by | selected epoch | held-out accuracy | "

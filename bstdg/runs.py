@@ -30,13 +30,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numba
 import numpy as np
 
+from . import __version__
 from .data import get_dataset
 from .data.base import FileDataset
 from .errors import BstdgError, Interrupted, Terminated, first_line, interrupt_in
 from .evaluation import evaluate
 from .files import read_json, save_npz, to_json, write_json
+from .metrics import hidden_spikes_before_decision
 from .conv_train import check_memory_layered, layered_arch
 from .convnet import FORMAT as LAYERED_FORMAT
 from .convnet import LayeredSNN
@@ -219,13 +222,11 @@ def save_test_outputs(out, result, decision, labels, input_times, t_max: int, si
     to ``out/test_outputs.npz``: ``decision_time``, ``hidden_spikes`` (to the decision),
     ``prediction``, ``tie``, ``label``; ``raster_input_times`` / ``raster_times`` (all
     neurons, no early exit) of test sample 0."""
-    from . import metrics
-
     return save_npz(
         Path(out) / TEST_OUTPUTS, compressed=True, decision_time=decision.time,
         prediction=decision.prediction, tie=decision.tie, label=np.asarray(labels),
         t_max=np.array(t_max), sizes=np.asarray(sizes, np.int64),
-        hidden_spikes=metrics.hidden_spikes_before_decision(result, decision, t_max).astype(np.int32),
+        hidden_spikes=hidden_spikes_before_decision(result, decision, t_max).astype(np.int32),
         raster_input_times=np.asarray(input_times, np.int32),
         raster_times=np.asarray(result.times[0], np.int32))
 
@@ -249,9 +250,6 @@ def refuse_run_file(target, option: str = "--out") -> None:
 
 def versions() -> dict:
     """The versions of what a run depends on (recorded in ``metrics.json``)."""
-    import numba
-
-    from . import __version__
     return {"bstdg": __version__, "python": platform.python_version(), "numpy": np.__version__,
             "numba": numba.__version__, "platform": platform.platform()}
 

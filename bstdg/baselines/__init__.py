@@ -9,6 +9,7 @@ is documented in ``docs/baselines.md``.
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import fields, replace
 
 from ..errors import BstdgError
 
@@ -18,7 +19,7 @@ TORCH_VERSION = "2.13.0"
 def require_torch():
     """The ``torch`` module; BstdgError with the install command when it is missing."""
     try:
-        import torch
+        import torch  # optional: the baselines extra
     except ImportError:
         raise BstdgError(f"the BPTT baselines need torch: pip install torch=={TORCH_VERSION} "
                          f"(the 'baselines' extra)") from None
@@ -61,8 +62,6 @@ def apply_settings(config, settings: dict | None, fixed=("hidden", "t_max", "epo
     """``config`` (a frozen dataclass) with the hyper-parameters of ``settings`` (from
     ``--bptt-settings``) replacing its own; BstdgError for a key it does not have or one
     the run sets itself (``fixed``)."""
-    from dataclasses import fields, replace
-
     if not settings:
         return config
     names = {f.name for f in fields(config)} - set(fixed)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -192,8 +193,6 @@ def run_method(run) -> dict:
     (each epoch timed by ``run.meter``), converted for ``T = run.t_max`` time steps; the main
     figures are those of the tuned thresholds, ``untuned`` holds the normalised ones. After
     each epoch the ANN is converted and tuned to give that epoch's test accuracy."""
-    from pathlib import Path
-
     threads = ratecode.init_threads()
     _torch().manual_seed(run.seed)
     x_train, y_train, x_test, y_test = ratecode.compare_data(run)

@@ -34,6 +34,7 @@ from .. import metrics
 from ..encoding import SpikeEvents
 from ..engine import ForwardResult
 from ..evaluation import Evaluation, score
+from ..network import BinarySNN
 from . import require_torch
 from .bptt_net import Net
 from .bptt_readout import decision_potentials, dense_input, forward_result, soft_first_times, spike_times
@@ -224,8 +225,6 @@ def init_threads() -> int:
 def to_snn(net: Net, t_max: int, meta: dict):
     """The binary variant as a :class:`~bstdg.network.BinarySNN` (its latent values), so
     that ``bstdg eval`` and the event engine run it."""
-    from ..network import BinarySNN
-
     state = net.state()
     return BinarySNN(net.sizes, t_max, np.concatenate([w.ravel() for w in state["weights"]]),
                      np.concatenate(state["thresholds"]), meta)

@@ -26,9 +26,14 @@ Activations kept for the backward pass: ``O(T * B * n)`` per layer, ``n`` its ne
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from ..arch import Architecture
+from ..conv_train import initial_layered, layered_arch
+from ..convnet import LayeredSNN
+from ..recipe import TrainConfig
 from . import require_torch
 from .bptt_net import Net, fire_once, first_only, time_cumsum
 
@@ -146,8 +151,6 @@ def to_layered(net: ConvNet, t_max: int, meta: dict):
     """The binary variant as a :class:`~bstdg.convnet.LayeredSNN` (its latent values), so
     that ``bstdg eval`` and the event engine run it. Conv thresholds ``(C, 1, 1)`` become a
     per-channel model, ``(C, H, W)`` a per-neuron one."""
-    from ..convnet import LayeredSNN
-
     state = net.state()
     conv_th = [th for th, layer in zip(state["thresholds"], [x for x in net.arch.layers_all if x.kind != "pool"])
                if layer.kind == "conv"]
@@ -173,11 +176,6 @@ def build(run, cfg, train, meta: dict, binary: bool, device) -> ConvNet:
     """The network a ``bptt`` / ``bptt-binary`` run with conv layers starts from: binary,
     the BSTDG conv trainer's start (:func:`bstdg.conv_train.initial_layered`: mixed-sign
     latent weights, thresholds fitted to the data); real, :func:`gaussian` (gain 1)."""
-    from dataclasses import replace
-
-    from ..conv_train import initial_layered, layered_arch
-    from ..recipe import TrainConfig
-
     tc = replace(TrainConfig(), arch=run.arch, t_max=cfg.t_max, seed=cfg.seed)
     shape = meta["encoder"].get("input_shape")
     if binary:

@@ -16,7 +16,7 @@ from ..methods import load_fit_val_test, model_meta
 from ..recipe import TrainConfig
 from ..runs import save_test_outputs
 from ..train import initial_network
-from . import apply_settings, require_torch, timed_epoch, torch_device
+from . import apply_settings, bptt_conv, require_torch, timed_epoch, torch_device
 from .bptt import FIXED, Trainer, config_dict, default_config, eval_batch_size, evaluate, init_threads, to_snn
 from .bptt_net import Net
 
@@ -38,7 +38,6 @@ def run_method(run, binary: bool) -> dict:
     meta = model_meta(run.dataset, train)
     eval_batch = eval_batch_size(cfg.t_max)
     if run.arch is not None:  # conv and pool layers: bptt_conv's network, the same loop
-        from . import bptt_conv
         net = bptt_conv.build(run, cfg, train, meta, binary, device)
         eval_batch = bptt_conv.eval_batch_size(net.arch, cfg.t_max)
     elif binary:
@@ -78,8 +77,7 @@ def run_method(run, binary: bool) -> dict:
     extra = {}
     if binary:
         if run.arch is not None:
-            from .bptt_conv import to_layered
-            snn = to_layered(net, cfg.t_max, meta)
+            snn = bptt_conv.to_layered(net, cfg.t_max, meta)
         else:
             snn = to_snn(net, cfg.t_max, meta)
         snn.save(out / "model.npz")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -195,8 +196,6 @@ def run_method(run) -> dict:
     """``quant-threshold`` for :mod:`bstdg.compare` (``run`` is a ``MethodRun``): one network
     trained for ``T = run.t_max`` time steps of the rate code, each epoch timed by
     ``run.meter``, the IF network evaluated on the test split after each epoch."""
-    from pathlib import Path
-
     threads = ratecode.init_threads()
     _torch().manual_seed(run.seed)
     x_train, y_train, x_test, y_test = ratecode.compare_data(run)

@@ -28,6 +28,7 @@ With a constant current ``m`` (the first hidden layer) the spike count is exactl
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 
@@ -60,7 +61,7 @@ def load_analog(dataset: str, split: str, data_dir=None, limit: int | None = Non
     if dataset not in ANALOG_DATASETS:
         raise BstdgError(f"the rate-coded baselines need analog images ({', '.join(ANALOG_DATASETS)}); "
                          f"got {dataset!r}")
-    from ..data.mnist import IdxDataset, load_idx_dataset
+    from ..data.mnist import IdxDataset, load_idx_dataset  # heavy: the data registry (tqdm)
 
     images, labels = load_idx_dataset(dataset, split, IdxDataset(dataset).locate(data_dir))
     if limit is not None:
@@ -333,7 +334,7 @@ def bstdg_figures(net, events, labels, early_exit: bool = True) -> dict:
     """A trained BSTDG :class:`~bstdg.network.BinarySNN` on the event engine (early exit at
     the first output spike unless ``early_exit`` is false): the usual evaluation figures plus
     :func:`bstdg_synops`, so that its row compares like with like with the rate-coded ones."""
-    from ..evaluation import forward_decisions, score
+    from ..evaluation import forward_decisions, score  # heavy: the engine (Numba)
 
     bn = net.binary()
     start = time.perf_counter()
@@ -375,8 +376,6 @@ def test_figures(net: RateNet, x, labels, n_steps: int) -> dict:
 def save_rate_model(path, net: RateNet, n_steps: int, **meta) -> None:
     """``model_rate.npz``: ``w{l}``, ``b{l}`` per layer, ``thetas`` (hidden layers), ``v0``,
     ``t_steps`` and JSON ``meta``."""
-    import json
-
     save_npz(path, **{f"w{l}": w for l, w in enumerate(net.weights)},
              **{f"b{l}": b for l, b in enumerate(net.biases)},
              thetas=np.asarray(net.thetas, np.float64), v0=np.array(net.v0),

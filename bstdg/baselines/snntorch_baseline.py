@@ -30,13 +30,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .. import metrics
 from ..encoding import SpikeEvents
 from ..engine import ForwardResult
-from . import require_torch
+from ..errors import BstdgError
+from ..files import save_npz
+from ..methods import load_fit_val_test
+from ..runs import save_test_outputs
+from . import apply_settings, require_torch, timed_epoch, torch_device
 from .bptt import init_threads
 from .bptt_readout import decision_potentials, dense_input, spike_times
 
@@ -70,10 +75,8 @@ def require_snntorch():
     """The ``snntorch`` module; BstdgError with the install command when it is missing."""
     require_torch()
     try:
-        import snntorch
+        import snntorch  # optional: the baselines extra
     except ImportError:
-        from ..errors import BstdgError
-
         raise BstdgError("the snntorch baseline needs snnTorch: pip install snntorch "
                          "(the 'baselines' extra)") from None
     return snntorch
@@ -83,7 +86,7 @@ def build(sizes, config: SnnTorchConfig, device="cpu"):
     """The network: per layer ``nn.Linear`` then ``snn.Leaky``, seeded with ``config.seed``."""
     t = require_torch()
     snn = require_snntorch()
-    from snntorch import surrogate
+    from snntorch import surrogate  # optional: the baselines extra
 
     class Net(t.nn.Module):
         def __init__(self):
@@ -113,7 +116,7 @@ def build(sizes, config: SnnTorchConfig, device="cpu"):
 
 
 def loss_function(config: SnnTorchConfig):
-    import snntorch.functional as SF
+    import snntorch.functional as SF  # optional: the baselines extra
 
     return {"rate": SF.ce_rate_loss, "count": SF.ce_count_loss,
             "temporal": SF.ce_temporal_loss}[config.loss]()
@@ -245,13 +248,6 @@ def run_method(run) -> dict:
     ``run.settings`` over it, trained on ``run.device``, each epoch timed by ``run.meter``,
     stopped and selected by the run's :class:`~bstdg.methods.EarlyStopping` on the held-out
     accuracy of snnTorch's readout."""
-    from pathlib import Path
-
-    from ..files import save_npz
-    from ..methods import load_fit_val_test
-    from ..runs import save_test_outputs
-    from . import apply_settings, timed_epoch, torch_device
-
     require_snntorch()
     n_threads = init_threads()
     device = torch_device(run.device)
@@ -294,7 +290,7 @@ def run_method(run) -> dict:
                                         for l, fc in enumerate(model.fc)},
              **{f"theta{l}": np.full(fc.out_features, cfg.threshold, np.float32) for l, fc in enumerate(model.fc)},
              **{f"b{l}": fc.bias.detach().cpu().numpy().copy() for l, fc in enumerate(model.fc)})
-    import snntorch
+    import snntorch  # optional: the baselines extra (loaded by require_snntorch above)
 
     extra = {"gpu_peak_train_mib": max(gpu_peaks)} if gpu_peaks else {}
     return {

@@ -4,7 +4,9 @@ options generated from dataclass fields (:func:`add_dataclass_options`), argpars
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
+import typing
 from pathlib import Path
 
 from ..errors import BstdgError
@@ -46,9 +48,6 @@ def add_dataclass_options(parser: argparse.ArgumentParser, cls, skip=()) -> None
     ``help`` text: its type from the field's annotation (``int``, ``float``, ``str`` with
     ``choices``, ``tuple``: layer sizes like ``600,300``), default None (not given). The
     values are checked by the dataclass itself, in one place."""
-    import dataclasses
-    import typing
-
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if "help" not in f.metadata or f.name in skip:

@@ -8,8 +8,12 @@ import json
 import time
 from pathlib import Path
 
+from .. import export as export_mod
 from ..errors import BstdgError
-from ..files import to_json
+from ..export import detect_format, exported_model, hdl
+from ..files import to_json, write_json
+from ..report import report
+from ..report_tables import compare_table, key_figure_lines
 from .args import UsageError, existing_data_dir, positive, writable_dir
 
 
@@ -25,6 +29,7 @@ def train_command(out=None, dataset: str | None = None, config=None, data_dir=No
     ``settings`` (``TrainConfig`` and ``LearningRule`` field names; ``None``: not given).
     Writes ``out/model.npz`` and ``out/checkpoint.npz`` after every epoch and
     ``out/metrics.json`` at the end; returns the metrics."""
+    # heavy (engine, data/tqdm): loads when the command runs
     from ..config import RULE_FIELDS, TRAIN_FIELDS, train_settings
     from ..runs import RunInputs, train_run
 
@@ -91,11 +96,11 @@ def eval_command(run, engine: str = "event", limit_test=None, data_dir=None,
     """Evaluate the model of ``run`` (a run folder or its model.npz, or an exported file:
     export npz, nir, C header or hex folder, read by its format's reader) on the test split
     of the dataset it was trained on, with the event engine or the dense reference."""
+    # heavy (engine, data/tqdm): loads when the command runs
     from ..bench import warm_up
     from ..runs import check_inputs, load_model
     from ..data import load_events, trained_options
     from ..evaluation import evaluate, layer_spike_times
-    from ..export import detect_format, exported_model
 
     fmt = detect_format(run)  # an exported file (issue 18): evaluated as it was written
     net, dataset = exported_model(fmt, run) if fmt else load_model(run)
@@ -138,9 +143,8 @@ def bench_command(model=None, samples: int = 10000, dense_samples: int = 256, re
                   data_dir=None, as_json: bool = False, out=None) -> dict:
     """Measure inference and training throughput (see :mod:`bstdg.bench`); print the figures
     (or one JSON object) and, with ``out``, write the JSON there too."""
+    # heavy (engine, data/tqdm): loads when the command runs
     from ..bench import format_report, run_benchmark
-
-    from ..files import write_json
     from ..runs import refuse_run_file
 
     data_dir = existing_data_dir(data_dir)
@@ -181,7 +185,7 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
     ``verify`` (or ``random_inputs``), read the written file back through the independent
     path and require predictions identical to the model's on the test split of its dataset
     (first ``limit_test`` samples), or on ``random_inputs`` random latency-coded inputs."""
-    from .. import export as export_mod
+    # heavy (engine, data/tqdm): loads when the command runs
     from ..runs import check_inputs, load_model, model_path, refuse_run_file
 
     spec = export_mod.get_format(format)
@@ -205,6 +209,7 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
         events = export_mod.random_events(random_inputs, net.sizes[0], net.t_max)
         where = f"{random_inputs:,} random latency-coded inputs"
     elif verify or verify_hdl:  # data first: a missing dataset fails before anything is written
+        # heavy (engine, data/tqdm): loads when the command runs
         from ..data import load_events, trained_options
 
         test = load_events(dataset, "test", net.t_max, existing_data_dir(data_dir), limit_test,
@@ -241,8 +246,6 @@ def export_command(run, format: str, out, verify: bool = False, data_dir=None, l
                 "not run (no C compiler, or examples/c/bstdg_infer.c not found)"))
         result["verify"] = check
     if verify_hdl:  # --verify-hdl: the Verilog core in an HDL simulator (bstdg.export.hdl)
-        from ..export import hdl
-
         check = hdl.verify_hdl(path, bn, events)
         print(f"  HDL simulation     identical predictions, ties and decision times on {where} "
               f"(hardware/ core in {check['simulator']}); cycles per inference mean "
@@ -263,6 +266,7 @@ def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,b
     """Train every method at every T (one fresh process each) and write ``out/compare.json``,
     ``out/compare.md`` and the plots (see :mod:`bstdg.compare`). ``arch``: the hidden layers
     as a spec (``--arch``), instead of ``hidden``."""
+    # heavy (engine, data/tqdm): loads when the command runs
     from ..compare import compare, parse_overrides
 
     methods = methods.split(",") if isinstance(methods, str) else list(methods)
@@ -280,8 +284,6 @@ def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,b
                       out, existing_data_dir(data_dir), seed, parse_overrides(limit_train_for),
                       until_converged=until_converged, max_epochs=max_epochs, patience=patience,
                       budget_s=budget_s, val=val, device=device, bptt_settings=bptt_settings, arch=arch)
-    from ..report_tables import compare_table, key_figure_lines
-
     print()
     print("\n".join(compare_table(summary)))
     for line in key_figure_lines(summary):
@@ -292,8 +294,6 @@ def compare_command(out, dataset: str = "mnist", methods="bstdg,s4nn-rule,bptt,b
 
 def report_command(run, data_dir=None) -> dict:
     """Regenerate the figures and the Markdown report of a run or comparison folder."""
-    from ..report import report
-
     return report(run, existing_data_dir(data_dir))
 
 
@@ -305,6 +305,7 @@ def sweep_command(config=None, out=None, address=None, workers=None, resume: boo
     """Train every point of the space of ``config`` (a sweep.toml) on every seed as Ray
     Tune trials scored on held-out training samples; writes ``out/sweep.json``,
     ``sweep.md``, ``sweep.png`` and ``best.toml`` and returns the ``sweep.json`` object."""
+    # heavy (engine, data/tqdm): loads when the command runs
     from ..harness.sweep import run_sweep
 
     if out is None or (config is None and not resume):

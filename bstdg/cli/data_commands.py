@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BstdgError
+from ..errors import BstdgError, DataError
 from .args import existing_data_dir, writable_dir
 
 
@@ -13,6 +13,7 @@ from .args import existing_data_dir, writable_dir
 
 def data_list_command(data_dir=None) -> list:
     """Print each built-in dataset: whether it is present and where it was looked for."""
+    # heavy: the data registry (tqdm) loads when the command runs
     from ..data import data_list
 
     rows = data_list(existing_data_dir(data_dir))
@@ -28,6 +29,7 @@ def data_list_command(data_dir=None) -> list:
 
 
 def builtin_dataset(name: str):
+    # heavy: the data registry (tqdm) loads when the command runs
     from ..data import BUILTIN, get_dataset
 
     if name not in BUILTIN:
@@ -38,6 +40,7 @@ def builtin_dataset(name: str):
 def data_verify_command(name: str, data_dir=None) -> dict:
     """Check dataset ``name`` where it is found (checksums for MNIST/Fashion-MNIST, structure
     and counts for the others); BstdgError if any check fails."""
+    # heavy: the data registry (tqdm) loads when the command runs
     from ..data.mnist import IdxDataset
 
     ds = builtin_dataset(name)
@@ -64,8 +67,6 @@ def data_verify_command(name: str, data_dir=None) -> dict:
 def data_fetch_command(name: str, data_dir=None, dest="datasets") -> Path:
     """Make verified files of ``name`` available: nothing to do when a verified copy is
     already found in the search order, else download into ``dest/<name>``."""
-    from ..errors import DataError
-
     ds = builtin_dataset(name)
     data_dir = existing_data_dir(data_dir)
     try:
@@ -94,6 +95,7 @@ def data_fetch_command(name: str, data_dir=None, dest="datasets") -> Path:
 def data_build_command(name: str, source=None, dest="datasets", channels: int = 70, jobs=None,
                        seed: int = 0, limit=None, data_dir=None) -> dict:
     """Build a derived dataset; only ``fsdd-spikes`` (FSDD recordings -> lauscher spikes)."""
+    # heavy: the data registry (tqdm) loads when the command runs
     from ..data.fsdd import build_fsdd_spikes
 
     if name != "fsdd-spikes":

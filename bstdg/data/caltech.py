@@ -169,7 +169,7 @@ def checks(folder: Path) -> dict[str, bool]:
     """Every class folder present, every image decodes, and the image counts of the known
     copies (split folders: 200/200/198/198; Caltech101: Faces 435, Motorbikes 798). There
     are no published checksums of these JPEG sets, so none are checked."""
-    from PIL import Image
+    from PIL import Image  # heavy: only image folders need Pillow
 
     result = {}
     if is_full_layout(folder):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from bstdg.data.base import SPLITS, Dataset, EncodedSplit, check_limit, check_split, finite, require
-from bstdg.data.shd import SpikeOptions, encode_spike_file, read_spike_file
+from bstdg.data.shd import SpikeOptions, _h5py, encode_spike_file, read_spike_file
 from bstdg.errors import DataError
 
 
@@ -48,8 +48,6 @@ def _one(folder: Path, split: str, name: str) -> Path:
 
 def _peek(path: Path) -> tuple[int | None, int, int, list | None]:
     """``(n_channels attribute, largest unit, largest label, class names)`` of a file."""
-    from bstdg.data.shd import _h5py
-
     h5py = _h5py()
     try:
         with h5py.File(path, "r") as f:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bstdg.data.base import data_roots
+from bstdg.data.shd import write_spike_file
 from bstdg.errors import DataError
 from bstdg.progress import Progress
 
@@ -51,7 +53,7 @@ class _SerialPool:
 def lauscher_cochlea(path: str, channels: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Spike times (s, float32, sorted) and channels (uint16) of one WAV through lauscher."""
     try:
-        from lauscher.audiowaves import FileMonoAudioWave
+        from lauscher.audiowaves import FileMonoAudioWave  # optional: the audio extra
         from lauscher.transformations import basilar_membrane, bushy_cell, hair_cell
         from lauscher.transformations.wave2spike import Wave2Spike
     except ImportError:
@@ -73,8 +75,6 @@ def lauscher_cochlea(path: str, channels: int, seed: int) -> tuple[np.ndarray, n
 def find_recordings(source: str | Path | None = None, data_dir=None) -> Path:
     """The folder of FSDD WAV files: ``source`` if given, else the first of
     ``fsdd/recordings`` etc. under the data roots (``--data-dir``, $BSTDG_DATA, ./datasets)."""
-    from bstdg.data.base import data_roots
-
     if source is not None:
         folder = Path(source).expanduser()
         if not folder.is_dir():
@@ -122,8 +122,6 @@ def build_fsdd_spikes(source=None, dest_root="datasets", channels: int = 70, job
     (sorted by digit, speaker, index; for quick tries); ``cochlea``: ``f(path, channels,
     seed) -> (times, units)`` replacing lauscher (tests). Returns split -> written file.
     """
-    from bstdg.data.shd import write_spike_file
-
     if channels < 1 or channels > 65535:
         raise DataError(f"--channels must be 1..65535, got {channels}")
     folder = find_recordings(source, data_dir)
@@ -135,7 +133,7 @@ def build_fsdd_spikes(source=None, dest_root="datasets", channels: int = 70, job
     cochlea = cochlea or lauscher_cochlea
     if cochlea is lauscher_cochlea:
         try:
-            import lauscher  # noqa: F401
+            import lauscher  # noqa: F401  (optional: the audio extra)
         except ImportError:
             raise DataError("building fsdd-spikes needs the lauscher cochlea model: "
                             "pip install 'bstdg[audio]' (or pip install lauscher)") from None

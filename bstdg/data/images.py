@@ -173,7 +173,7 @@ class ImageFolderDataset(Dataset):
 
 def image_size(path: Path) -> tuple[int, int]:
     """``(height, width)`` of an image file."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # heavy: only image folders need Pillow
 
     try:
         with Image.open(path) as image:
@@ -186,7 +186,7 @@ def read_gray(path: Path, height: int, width: int) -> np.ndarray:
     """One image as float64 ``(height, width)`` in [0, 1]: grayscale, bilinear resize. An
     image whose header declares more than :data:`MAX_IMAGE_PIXELS` pixels is refused before
     it is decoded; any decoding failure is one DataError line."""
-    from PIL import Image
+    from PIL import Image  # heavy: only image folders need Pillow
 
     try:
         with warnings.catch_warnings():

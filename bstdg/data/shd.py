@@ -50,7 +50,7 @@ DATASETS = {
 
 def _h5py():
     try:
-        import h5py
+        import h5py  # heavy: loads only when an HDF5 file is read
     except ImportError:  # pragma: no cover - h5py is a dependency of bstdg
         raise DataError("reading HDF5 spike files needs h5py (pip install h5py)") from None
     return h5py
@@ -242,8 +242,7 @@ def _reason(exc: BaseException) -> str:
 
 def _external_link(f, key: str) -> tuple[str, str] | None:
     """``(link path, target file)`` when ``key`` or a group on its way is an external link."""
-    import h5py
-
+    h5py = _h5py()
     node, parts = f, key.split("/")
     for i, part in enumerate(parts):
         link = node.get(part, getlink=True)
@@ -409,7 +408,7 @@ def fetch(ds: SpikeDataset, dest_root: Path, progress: bool | None = None) -> Pa
     if ds.probe(dest)[0] is not None and all(checks(ds, dest).values()):
         return dest
     try:
-        import tonic  # noqa: F401
+        import tonic  # noqa: F401  (optional: the shd/tonic extra)
     except ImportError:
         raise DataError(f"fetching shd needs the tonic package (pip install tonic), which "
                         f"downloads it. {ds.missing_hint()}") from None

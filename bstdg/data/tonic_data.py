@@ -132,7 +132,7 @@ def _refuse(self, *args, **kwargs):
 
 def _tonic():
     try:
-        import tonic
+        import tonic  # optional: the tonic extra
     except ImportError:
         raise DataError("tonic: datasets need the tonic package (pip install tonic, or "
                         "pip install 'bstdg[tonic]')") from None
@@ -146,7 +146,7 @@ def canonical_name(name: str) -> str:
         return match
     known = ", ".join(KNOWN)
     try:
-        import tonic.datasets as td
+        import tonic.datasets as td  # optional: the tonic extra
         in_tonic = next((n for n in getattr(td, "__all__", dir(td)) if n.lower() == str(name).lower()), None)
     except ImportError:
         in_tonic = None
@@ -328,7 +328,7 @@ def tonic_labels(dataset, name: str, split: str) -> np.ndarray:
     if targets is not None and len(targets) == len(dataset):
         labels = np.asarray(targets)
     else:
-        import h5py
+        import h5py  # heavy: loads only when the labels are read from the HDF5 file
 
         with h5py.File(Path(dataset.location_on_system) / dataset.data_filename, "r") as f:
             labels = np.asarray(f["labels"][()])

@@ -30,8 +30,10 @@ from typing import Callable
 
 import numpy as np
 
+from .. import metrics
+from ..encoding import encode_latency, times_to_events
 from ..errors import BstdgError
-from . import c_format, hex_format, npz, nir_format
+from . import c_format, hex_format, layered_sim, nir_format, nir_spec, npz, verify
 from .c_format import export_c, load_c_header, read_c_header
 from .hex_format import export_hex, load_hex, read_hex
 from .layered import ExportedLayeredNet, from_layered_net, layered_footprint, to_engine, to_layered_net
@@ -133,8 +135,6 @@ def encoder_for_model(net) -> dict:
 def random_events(n_samples: int, n_inputs: int, t_max: int, seed: int = 0, p_silent: float = 0.3):
     """Latency-coded random intensities (a share ``p_silent`` of inputs silent): inputs for
     ``--verify`` without a dataset."""
-    from ..encoding import encode_latency, times_to_events
-
     rng = np.random.default_rng(seed)
     x = rng.random((n_samples, n_inputs))
     x[x < p_silent] = 0.0
@@ -143,7 +143,7 @@ def random_events(n_samples: int, n_inputs: int, t_max: int, seed: int = 0, p_si
 
 def is_layered(net) -> bool:
     """A layered network: the engine's ``LayeredNet``, a ``LayeredSNN`` or an export of one."""
-    from ..convnet import LayeredSNN
+    from ..convnet import LayeredSNN  # engine (Numba): kept off the export read path
     from ..engine.conv import LayeredNet
 
     return isinstance(net, (LayeredNet, LayeredSNN, ExportedLayeredNet))
@@ -170,8 +170,7 @@ def export_footprint(ex) -> dict:
 
 def layered_decisions(net, events):
     """The engine's decisions of a layered network (early exit), as :func:`bstdg.metrics.decide`."""
-    from .. import metrics
-    from ..engine.conv import layered_forward
+    from ..engine.conv import layered_forward  # engine (Numba): kept off the export read path
 
     if hasattr(net, "binary"):
         net = net.binary()
@@ -185,8 +184,6 @@ def layered_decisions(net, events):
 
 
 def _verify_layered(fmt: str, path, net, events, reference, run_c: bool) -> dict:
-    from . import layered_sim, verify
-
     if hasattr(net, "binary"):
         net = net.binary()
     if reference is None:
@@ -212,12 +209,10 @@ def verify_file(fmt: str, path, net, events, reference=None, run_c: bool = True)
     with the event engine when not given). ExportError on any difference. A layered
     ``net`` (``LayeredNet``/``LayeredSNN``) is re-run by :mod:`.layered_sim` (and the NIR
     interpreter, the C program) against :func:`layered_decisions`."""
-    from . import verify
-
     if is_layered(net):
         return _verify_layered(fmt, path, net, events, reference, run_c)
     if reference is None:
-        from ..evaluation import forward_decisions
+        from ..evaluation import forward_decisions  # the engine (Numba): only without a reference
 
         _, reference = forward_decisions(net, events)
     ex = read(fmt, path)
@@ -236,11 +231,7 @@ def _file_reruns(fmt: str, path, events, reference, t_max: int, run_c: bool, n: 
     interpreter of the spec alone; for ``c`` (``run_c``, when a C compiler exists) the
     compiled C program; each must give ``reference``. The report of :func:`verify_file`
     (``extra`` after ``n_samples``)."""
-    from . import verify
-
     if fmt == "nir":
-        from . import nir_spec
-
         verify.compare("NIR-spec interpreter", reference, nir_spec.run_file(path, events))
     c_ran = None
     if fmt == "c" and run_c:

@@ -19,7 +19,7 @@ import re
 
 import numpy as np
 
-from .c_format import array, check_crc, checksum, encoder_comment, header, layer_arrays
+from .c_common import array, check_crc, checksum, encoder_comment, header, layer_arrays
 from .layered import ExportedLayeredNet, arch_json, loaded, parse_arch, read_layers
 from .model import ExportError, parse_encoder
 
@@ -41,7 +41,7 @@ def geometry(ex: ExportedLayeredNet) -> np.ndarray:
 
 
 def crc32(ex: ExportedLayeredNet) -> int:
-    """:func:`.c_format.checksum` of ``t_max``, the sizes and the geometry, then per conv/fc
+    """:func:`.c_common.checksum` of ``t_max``, the sizes and the geometry, then per conv/fc
     layer the packed rows and the thresholds."""
     return checksum([ex.t_max, *ex.sizes, *geometry(ex).ravel()],
                     ((np.packbits(ex.rows(l), axis=1), ex.thresholds[l])
@@ -60,7 +60,7 @@ COMMENT = [
 
 
 def header_text(ex: ExportedLayeredNet) -> str:
-    """The version 2 header of ``ex`` (:func:`.c_format.header`)."""
+    """The version 2 header of ``ex`` (:func:`.c_common.header`)."""
     layers = []
     for l, layer in enumerate(ex.arch.layers_all):
         if layer.kind == "pool":

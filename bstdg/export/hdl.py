@@ -16,16 +16,19 @@ Like the other readers of :mod:`bstdg.export`, nothing here imports :mod:`bstdg.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import hex_format
+from . import hex_format, verify
 from .model import ExportedNet, ExportError
 
 HARDWARE_DIR = Path(__file__).resolve().parents[2] / "hardware"
@@ -220,7 +223,7 @@ def simulate_hdl(folder, events, limit: int | None = None, simulator: str | None
     """Run the first ``limit`` samples of ``events`` through the core loaded from the hex
     export ``folder`` (read and checked by :func:`~.hex_format.read_hex` first)."""
     ex: ExportedNet = fc_only(hex_format.read_hex(folder), folder)
-    manifest = hex_format.json.loads((Path(folder) / hex_format.MANIFEST).read_text())
+    manifest = json.loads((Path(folder) / hex_format.MANIFEST).read_text())
     if events.n_units != ex.sizes[0]:
         raise ExportError(f"the samples have {events.n_units} inputs, the exported network "
                           f"{ex.sizes[0]}")
@@ -254,11 +257,9 @@ def verify_hdl(folder, net, events, reference=None, limit: int | None = None,
     (``reference``: a :class:`~bstdg.metrics.Decision`; computed from ``net``, a
     :class:`~bstdg.engine.BinaryNet`, with the event engine when not given). ExportError on
     the first difference; returns the counts and the cycles per inference."""
-    from . import verify
-
     n = len(events) if limit is None else min(limit, len(events))
     if reference is None:
-        from ..evaluation import forward_decisions
+        from ..evaluation import forward_decisions  # engine (Numba): only without a reference
 
         _, reference = forward_decisions(net, events.take(np.arange(n)))
     ref = verify.Rerun(*(np.asarray(getattr(reference, f))[:n] for f in ("prediction", "tie", "time")))
@@ -273,15 +274,12 @@ def verify_hdl(folder, net, events, reference=None, limit: int | None = None,
 
 
 def _t_max(folder) -> int:
-    return int(hex_format.json.loads((Path(folder) / hex_format.MANIFEST).read_text())["t_max"])
+    return int(json.loads((Path(folder) / hex_format.MANIFEST).read_text())["t_max"])
 
 
 def main(argv=None) -> int:
     """``python -m bstdg.export.hdl HEX_DIR [--k K] [--repeats R]``: print the top level
     ``bstdg_net`` for a hex export (used by ``hardware/synth.sh``)."""
-    import argparse
-    import sys
-
     p = argparse.ArgumentParser(prog="python -m bstdg.export.hdl",
                                 description="print the Verilog top level for a hex export")
     p.add_argument("folder", help="hex export folder (bstdg export RUN --format hex --out DIR)")
@@ -291,7 +289,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     try:
         fc_only(hex_format.read_hex(args.folder), args.folder)
-        manifest = hex_format.json.loads((Path(args.folder) / hex_format.MANIFEST).read_text())
+        manifest = json.loads((Path(args.folder) / hex_format.MANIFEST).read_text())
         sys.stdout.write(top_verilog(manifest, args.folder, args.repeats, args.k))
     except ExportError as exc:
         print(f"bstdg: error: {exc}", file=sys.stderr)

@@ -21,21 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
+from . import hex_layered
+from .hex_common import FORMAT, MANIFEST, _integer, _read_nibbles, _weight_lines
+from .layered import to_engine
 from .model import ExportError, ExportedNet, from_binary_net
 
-FORMAT = "bstdg-hex"
 FORMAT_VERSION = 2  # version 1: fc networks; version 2: layered (conv/pool/fc), :mod:`.hex_layered`
-MANIFEST = "manifest.json"
-
-
-def _weight_lines(bits: np.ndarray) -> list:
-    n_out, n_in = bits.shape
-    digits = (n_in + 3) // 4
-    padded = np.zeros((n_out, 4 * digits), np.uint8)
-    padded[:, :n_in] = bits
-    nibbles = padded.reshape(n_out, digits, 4) @ np.array([8, 4, 2, 1])
-    table = np.array(list("0123456789abcdef"))
-    return ["".join(row) for row in table[nibbles]]
 
 
 def export_hex(net, encoder: dict, folder) -> Path:
@@ -45,9 +36,7 @@ def export_hex(net, encoder: dict, folder) -> Path:
 
 def write_hex(ex, folder) -> Path:
     if not isinstance(ex, ExportedNet):  # a layered network
-        from .hex_layered import write_hex_layered
-
-        return write_hex_layered(ex, folder)
+        return hex_layered.write_hex_layered(ex, folder)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     layers = []
@@ -69,37 +58,6 @@ def write_hex(ex, folder) -> Path:
     return folder  # names the checksums of the files above, so a half-written folder never verifies
 
 
-_HEX_VALUE = np.full(256, 255, np.uint8)
-for _i, _c in enumerate(b"0123456789abcdef"):
-    _HEX_VALUE[_c] = _HEX_VALUE[ord(chr(_c).upper())] = _i
-
-
-def _read_nibbles(path: Path, n_lines: int, digits: int, sha: str, what: str) -> np.ndarray:
-    """The hex digits of a memory file as uint8 ``(n_lines, digits)``, after checking the
-    SHA-256 from the manifest, the line count and the line length."""
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
-    if hashlib.sha256(data).hexdigest() != sha:
-        raise ExportError(f"{path}: {what} do not match the SHA-256 in {MANIFEST} (corrupt, "
-                          f"truncated or edited file)")
-    lines = data.split()
-    if len(lines) != n_lines or any(len(s) != digits for s in lines):
-        raise ExportError(f"{path}: expected {n_lines} lines of {digits} hex digits")
-    values = _HEX_VALUE[np.frombuffer(b"".join(lines), np.uint8)]
-    if (values == 255).any():
-        raise ExportError(f"{path}: not hex digits")
-    return values.reshape(n_lines, digits)
-
-
-def _integer(value, key: str) -> int:
-    """A JSON integer of the manifest (not a bool, float or string)."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{key} must be an integer, found {value!r:.40}")
-    return value
-
-
 def read_hex(folder):
     """The network in a hex export folder; ExportError when files are missing, corrupt or
     do not agree with the manifest."""
@@ -119,9 +77,7 @@ def read_hex(folder):
             raise ExportError(f"{source}: hex format v{manifest['format_version']} is newer "
                               f"than this bstdg (v{FORMAT_VERSION})")
         if manifest["format_version"] == 2:
-            from .hex_layered import read_hex_layered
-
-            return read_hex_layered(folder, manifest)
+            return hex_layered.read_hex_layered(folder, manifest)
         sizes = [_integer(s, "sizes") for s in manifest["sizes"]]
         layers = manifest["layers"]
         if not isinstance(layers, list) or len(layers) != len(sizes) - 1 or not layers:
@@ -160,6 +116,4 @@ def read_hex(folder):
 def load_hex(folder):
     """``(BinaryNet, encoder)`` from a hex export folder (``(LayeredNet, encoder)`` for a
     layered one)."""
-    from .layered import to_engine
-
     return to_engine(read_hex(folder))

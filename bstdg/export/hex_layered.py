@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from ..files import atomic_write
-from .hex_format import FORMAT, MANIFEST, _integer, _read_nibbles, _weight_lines
+from .hex_common import FORMAT, MANIFEST, _integer, _read_nibbles, _weight_lines
 from .layered import ExportedLayeredNet, arch_json, loaded, parse_arch, read_layers
 from .model import ExportError
 

@@ -210,7 +210,7 @@ def from_layered_net(net, encoder: dict) -> ExportedLayeredNet:
 def to_layered_net(ex: ExportedLayeredNet):
     """The engine's :class:`~bstdg.engine.conv.LayeredNet` of an export (imports the engine;
     the verify path never calls this)."""
-    from ..engine.conv import LayeredNet
+    from ..engine.conv import LayeredNet  # engine (Numba): kept off the export read path
 
     arch = ex.arch
     weights, thresholds = [], []

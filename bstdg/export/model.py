@@ -140,7 +140,7 @@ def from_binary_net(net, encoder: dict) -> ExportedNet:
 def to_binary_net(ex: ExportedNet):
     """The :class:`~bstdg.engine.BinaryNet` of an exported network (imports the engine
     package; the verify path never calls this)."""
-    from ..engine import BinaryNet
+    from ..engine import BinaryNet  # engine (Numba package): kept off the export read path
 
     return BinaryNet(tuple(np.ascontiguousarray(ex.signs(l).T) for l in range(len(ex.bits))),
                      tuple(np.asarray(th, np.int32) for th in ex.thresholds), ex.t_max)

@@ -57,7 +57,7 @@ INSTALL_HINT = ("--format nir needs the nir package: `pip install nir` "
 def require_nir():
     """The ``nir`` module, or BstdgError saying how to install it."""
     try:
-        import nir
+        import nir  # optional: the export extra
     except ImportError:
         raise BstdgError(INSTALL_HINT) from None
     version = str(getattr(nir, "__version__", "0"))

@@ -306,7 +306,7 @@ def run_graph(graph, events, t_max: int, batch_size: int = 2048) -> SpecRun:
 def run_file(path, events, batch_size: int = 2048) -> SpecRun:
     """Read a NIR file with ``nir.read`` and run it; ``t_max`` comes from its metadata."""
     try:
-        import nir
+        import nir  # optional: the export extra
     except ImportError:
         raise ExportError("the NIR interpreter needs the nir package (`pip install nir`)") from None
     try:

@@ -98,7 +98,7 @@ def import_ray():
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's tables off with verbose=0
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     try:
-        import ray
+        import ray  # optional: the sweep extra
         from ray import tune
     except ImportError:
         raise BstdgError("bstdg sweep needs Ray Tune: pip install 'bstdg[sweep]' (or 'ray[tune]')") from None
@@ -172,11 +172,11 @@ def search_algorithm(spec: SweepSpec):
     if spec.search != "optuna":
         return None
     try:
-        import optuna
+        import optuna  # optional: the sweep extra
         from ray.tune.search.optuna import OptunaSearch
     except ImportError:
         raise BstdgError("search = \"optuna\" needs Optuna: pip install optuna (in the 'sweep' extra)") from None
-    from ray.tune.search import Repeater
+    from ray.tune.search import Repeater  # optional: the sweep extra
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     searcher = OptunaSearch(metric=METRIC, mode=MODE, seed=spec.search_seed)
@@ -186,7 +186,7 @@ def search_algorithm(spec: SweepSpec):
 def scheduler(spec: SweepSpec):
     if spec.scheduler != "asha":
         return None
-    from ray.tune.schedulers import ASHAScheduler
+    from ray.tune.schedulers import ASHAScheduler  # optional: the sweep extra
 
     epochs = [spec.settings.train.get("epochs", 10)]
     for e in spec.space:

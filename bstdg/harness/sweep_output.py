@@ -18,6 +18,7 @@ import numpy as np
 from ..config import RULE_FIELDS, TRAIN_FIELDS, load_config, parse_toml, split
 from ..errors import BstdgError
 from ..files import atomic_write, write_json
+from ..plots import _save, pyplot
 from .sweep_spec import SweepSpec, point_label
 
 SCHEMA = "bstdg-sweep/1"
@@ -95,8 +96,6 @@ def markdown(spec: SweepSpec, rows: list[dict], n_train: int, records: list[dict
 
 def plot(rows: list[dict], path, title: str = "") -> Path:
     """Held-out accuracy per point (mean, error bars: std over the seeds), best first."""
-    from ..plots import _save, pyplot
-
     plt = pyplot()
     n = len(rows)
     fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * n + 2), 4.2))

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 from ..data import EncodedSplit, get_dataset
@@ -104,8 +105,7 @@ def ray_trial(config: dict, setup: TrialSetup) -> None:
     """The Ray Tune function trainable: ``config`` holds the ``point`` and the ``seed``
     (grid, random), or the sampled values and Repeater's ``__trial_index__`` (optuna)."""
     os.environ["NUMBA_NUM_THREADS"] = str(TRIAL_THREADS)  # for anything this process starts
-    import numba
-    from ray import tune
+    from ray import tune  # optional: the sweep extra
 
     numba.set_num_threads(min(TRIAL_THREADS, numba.config.NUMBA_NUM_THREADS))
     point, seed = decode_config(config, setup.spec)
