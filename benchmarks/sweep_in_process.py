@@ -17,6 +17,7 @@ import argparse
 import time
 from pathlib import Path
 
+from bstdg.errors import BstdgError
 from bstdg.harness.sweep import absolute_dataset, count_training_samples, read_sweep
 from bstdg.harness.sweep_output import write_outputs
 from bstdg.harness.sweep_spec import point_label
@@ -56,4 +57,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BstdgError as exc:
+        raise SystemExit(f"sweep_in_process: error: {exc}") from None
