@@ -18,7 +18,9 @@ in the same step, and so on up. An input spike touches only the ``K x K x C_out`
 outputs whose receptive field holds it, and only touched positions are checked for a
 crossing; a pool spike is one lookup. Work is proportional to the number of spikes times
 the fan-out, independent of ``t_max`` and of the image size; with ``stop_at_decision`` a
-sample ends at its first output spike.
+sample ends at its first output spike. Inference keeps the potentials in int16 when no
+neuron sums more than ``INT16_FAN_IN`` inputs (:func:`potential_dtype`), else in int32;
+the spikes are the same either way.
 """
 
 from __future__ import annotations
