@@ -234,7 +234,8 @@ def test_packaged_conv_configs():
     assert cfg.epochs == 12 and options == {}
     dataset, cfg, _ = config_mod.train_settings(None, "fashion-mnist-conv")
     assert dataset == "fashion-mnist" and cfg.arch == "conv32k5,pool2,fc128"
-    assert (cfg.rule.probes, cfg.rule.beta, cfg.theta_out) == (6, 0.2, 24.0)  # not the fc config's
+    assert (cfg.rule.probes, cfg.rule.beta, cfg.theta_out) == (1, 0.08, 64.0)  # chosen on held-out images
+    assert (cfg.fire_conv, cfg.hidden_margin, cfg.conv_margin, cfg.hidden) == (0.95, 2, 0, (128,))  # arch, not fc1000
     dataset, cfg, options = config_mod.train_settings(None, "caltech-face-motor-conv")
     assert dataset == "caltech-face-motor" and cfg.layered
     assert options["filter"] == "none" and options["pool"] == 1  # plain pixels, no Gabor front end
