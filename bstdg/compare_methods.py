@@ -12,6 +12,7 @@ and memory figures measured by the meter, so they are measured the same way for 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Callable
 
 from .baselines import ann_convert, bptt_method, quant_threshold, snntorch_baseline
@@ -134,27 +135,19 @@ def replace_times(result, times0):
     return ForwardResult(times, result.decision_potential, result.n_off)
 
 
-@register("bstdg", "BSTDG rule (bstdg.train defaults), event-driven engine", selects=True, conv=True)
-def run_bstdg(config: MethodRun) -> dict:
-    return run_trainer(config, TRAIN_CONFIGS["bstdg"])
-
-
-@register("s4nn-rule", "ablation: S4NN-style rule (indicator, no anti-causal error, no "
-                       "threshold training), same engine", selects=True)
-def run_s4nn_rule(config: MethodRun) -> dict:
-    return run_trainer(config, TRAIN_CONFIGS["s4nn-rule"])
-
-
-@register("bstdg-s4nn", "per-sample SGD with the s4nn loss from an all-excitatory start (the "
-                        "default of 2026-12-01), same engine", selects=True)
-def run_bstdg_s4nn(config: MethodRun) -> dict:
-    return run_trainer(config, TRAIN_CONFIGS["bstdg-s4nn"])
-
-
-@register("bstdg-adam", "BSTDG rule with mini-batch Adam from a mixed-sign start (the default "
-                        "until 2026-12-01), same engine", selects=True)
-def run_bstdg_adam(config: MethodRun) -> dict:
-    return run_trainer(config, TRAIN_CONFIGS["bstdg-adam"])
+# The BSTDG-family methods: run_trainer with the TrainConfig of the same name; (name,
+# description, trains conv networks), registered in this order.
+BSTDG_FAMILY = (
+    ("bstdg", "BSTDG rule (bstdg.train defaults), event-driven engine", True),
+    ("s4nn-rule", "ablation: S4NN-style rule (indicator, no anti-causal error, no "
+                  "threshold training), same engine", False),
+    ("bstdg-s4nn", "per-sample SGD with the s4nn loss from an all-excitatory start (the "
+                   "default of 2026-12-01), same engine", False),
+    ("bstdg-adam", "BSTDG rule with mini-batch Adam from a mixed-sign start (the default "
+                   "until 2026-12-01), same engine", False),
+)
+for _name, _description, _conv in BSTDG_FAMILY:
+    register(_name, _description, selects=True, conv=_conv)(partial(run_trainer, train_config=TRAIN_CONFIGS[_name]))
 
 
 @register("bptt", "BPTT (torch), real weights, surrogate gradient, first-spike loss", needs_torch=True,
