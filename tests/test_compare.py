@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 from pathlib import Path
@@ -418,6 +419,43 @@ def test_lr_sweep_inherits_the_slope_at_long_time_steps(data_dir, tmp_path):
     assert at8[0]["n_train"] == 20
 
 
+
+def _sweep_module():
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bptt_lr_sweep.py"
+    spec = importlib.util.spec_from_file_location("bptt_lr_sweep", path)
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    return sweep
+
+
+@pytest.mark.parametrize("peak_lr, lrs_tried, chosen_lr", [
+    (1e-2, [1e-2, 1e-2 / 3, 3e-2], 1e-2),              # the centre wins: one step each way
+    (1e-1, [1e-2, 1e-2 / 3, 3e-2, 9e-2], 9e-2),        # the upper end wins: one more step that way
+    (1e-4, [1e-2, 1e-2 / 3, 1e-2 / 9, 3e-2], 1e-2 / 9),  # two steps down, then the other way
+])
+def test_refine_searches_the_rate_line_then_the_slope_around_an_earlier_choice(peak_lr, lrs_tried, chosen_lr):
+    """A hand-made held-out score peaked at ``peak_lr`` (log scale) and at slope 5: the
+    rates tried, in order, and the choice; the slope line at the best rate; ``lr_theta`` tied."""
+    import math
+    sweep = _sweep_module()
+    tried = []
+
+    def score(point):
+        tried.append(point)
+        acc = 1.0 - abs(math.log(point["lr"] / peak_lr)) / 10 - abs(math.log(point["slope"] / 5.0)) / 10
+        return {"settings": point, "val_accuracy": acc}
+
+    rows = sweep.refine("bptt-binary", {"lr": 1e-2, "slope": 10.0, "lr_theta": 0.1}, score)
+    lrs = [p["lr"] for p in tried[:-2]]
+    assert lrs == pytest.approx(lrs_tried)
+    assert [p["slope"] for p in tried[-2:]] == [5.0, 20.0]          # the slope line ...
+    assert all(p["lr"] == pytest.approx(chosen_lr) for p in tried[-2:])  # ... at the best rate
+    assert all(p["lr_theta"] == pytest.approx(10 * p["lr"]) for p in tried)
+    best = sweep.choose(rows)
+    assert best["lr"] == pytest.approx(chosen_lr) and best["slope"] == 5.0
+    assert len(rows) == len(tried) and rows[0]["settings"] == {"lr": 1e-2, "slope": 10.0, "lr_theta": 0.1}
+
 # --- conv networks (--arch) ------------------------------------------------------------------
 
 CONV_METHODS = ["bstdg"] + (["bptt", "bptt-binary"] if HAVE_TORCH else [])
@@ -464,3 +502,26 @@ def test_arch_user_errors_are_one_line(argv, fragment, data_dir, capsys):
     assert main_cli(argv + ["--data-dir", str(data_dir)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("bstdg: error: ") and fragment in err[0], err
+
+
+def test_the_committed_bptt_settings_cover_every_bptt_method_and_t_and_compare_converged_uses_them():
+    """benchmarks/bptt_settings.json (the held-out choices the converged comparison reads by
+    default) parses, names every BPTT-trained method at T = 16 / 64 / 256, and each choice is
+    a point its own sweep scored, and the best one it scored there."""
+    import importlib.util
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_converged.py"
+    spec = importlib.util.spec_from_file_location("compare_converged", path)
+    cc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cc)
+    settings = C.read_settings(cc.SETTINGS)
+    doc = json.loads(cc.SETTINGS.read_text())
+    for method in ("bptt", "bptt-binary", "snntorch"):
+        for t_max in (16, 64, 256):
+            chosen = C.settings_for(settings, method, t_max)
+            scored = [r for r in doc["results"] if r["method"] == method and r["t_max"] == t_max]
+            best = max(scored, key=lambda r: r["val_accuracy"])
+            assert chosen == best["settings"], (method, t_max)
+    argv = cc.argv_for(argparse.Namespace(
+        out="o", methods=cc.METHODS, patience=3, val=5000, device="cpu", smoke=False, time_steps="64",
+        max_epochs=30, budget_s=0, settings=str(cc.SETTINGS), data_dir=None))
+    assert argv[argv.index("--bptt-settings") + 1] == str(cc.SETTINGS) and "--budget-s" not in argv
