@@ -22,7 +22,7 @@ from bstdg.errors import BstdgError
 from bstdg.evaluation import evaluate
 from bstdg.harness import sweep_trial
 from bstdg.harness.sweep import absolute_dataset, read_sweep, search_algorithm
-from bstdg.harness.sweep_output import best_toml, summarise
+from bstdg.harness.sweep_output import best_toml, markdown, summarise
 from bstdg.harness.sweep_spec import parse_sweep
 from bstdg.harness.sweep_trial import TrialSetup, heldout_split, run_trial, subset
 from bstdg.train import Trainer, fit, initial_network
@@ -225,6 +225,13 @@ def test_best_point_is_chosen_on_heldout_accuracy_only(npz):
     assert rows[0]["val_std"] == pytest.approx(np.std([0.9, 0.8], ddof=1))
     assert rows[1]["test_mean"] == pytest.approx(0.99) and rows[0]["seeds"] == [0, 1]
 
+
+
+def test_the_table_counts_ended_trials_out_of_the_planned_ones(npz):
+    """A sweep stopped after one of its two planned trials says "1 of 2", not "1 of 1"."""
+    spec = spec_of(sweep_text(npz))
+    records = [record(4, 0, 0.90, 0.50)]
+    assert "1 of 2 trials ended:" in markdown(spec, summarise(records), N_TRAIN, records)
 
 def test_best_toml_loads_as_a_training_config(npz, tmp_path):
     spec = spec_of(sweep_text(npz, "theta_out = [4, 8]\nbeta = [0.1]\nhidden = [[8, 4]]", seeds="[0, 3]",

@@ -74,8 +74,9 @@ def markdown(spec: SweepSpec, rows: list[dict], n_train: int, records: list[dict
     failed = [r for r in records if r.get("val_accuracy") is None]
     n_stopped = sum(r.get("status") == "stopped" for r in records)
     stopped = f" ({n_stopped} stopped early by the scheduler, at their last held-out score)" if n_stopped else ""
+    # out of the trials the sweep file plans, so a sweep stopped early says so
     lines = [f"# Sweep of {spec.dataset} ({spec.source})", "",
-             (f"{len(records) - len(failed)} of {len(records)} trials ended{stopped}: {len(rows)} point(s) x "
+             (f"{len(records) - len(failed)} of {spec.n_trials} trials ended{stopped}: {len(rows)} point(s) x "
              f"seeds {', '.join(map(str, spec.seeds))}, search {spec.search}. Each trial trains on "
              f"{n_train - spec.n_val:,} training samples and is scored on the other {spec.n_val:,} "
              f"(held out with split seed {spec.split_seed}); sorted by mean held-out accuracy. The "
