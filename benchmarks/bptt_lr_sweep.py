@@ -71,19 +71,13 @@ def grid_points(method: str, lrs=None, slopes=None) -> list[dict]:
     """The settings tried for ``method``: every (lr, slope) of its grid (or of ``lrs`` /
     ``slopes``), ``lr_theta`` tied to ``lr`` for ``bptt-binary``."""
     grid = GRID[method]
-    points = []
-    for lr in lrs or grid["lr"]:
-        for slope in slopes or grid["slope"]:
-            point = {"lr": float(lr), "slope": float(slope)}
-            if method == "bptt-binary":
-                point["lr_theta"] = float(lr) * THETA_LR_RATIO
-            points.append(point)
-    return points
+    return [with_lr(method, {"slope": float(slope)}, lr)
+            for lr in lrs or grid["lr"] for slope in slopes or grid["slope"]]
 
 
 def with_lr(method: str, point: dict, lr: float) -> dict:
     """``point`` at learning rate ``lr`` (``lr_theta`` kept tied for ``bptt-binary``)."""
-    moved = {**point, "lr": float(lr)}
+    moved = {"lr": float(lr), **{k: v for k, v in point.items() if k != "lr"}}
     if method == "bptt-binary":
         moved["lr_theta"] = float(lr) * THETA_LR_RATIO
     return moved
