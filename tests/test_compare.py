@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -377,13 +379,18 @@ def test_cuda_is_optional_and_refused_without_a_gpu(data_dir, capsys):
     assert len(err) == 1 and "torch sees no CUDA GPU" in err[0]
 
 
+def benchmark_module(name: str):
+    """The script ``benchmarks/NAME.py`` loaded as a module (benchmarks/ is not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
 def test_lr_sweep_chooses_on_the_held_out_split_and_compare_reads_its_file(data_dir, tmp_path):
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bptt_lr_sweep.py"
-    spec = importlib.util.spec_from_file_location("bptt_lr_sweep", path)
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = benchmark_module("bptt_lr_sweep")
     assert sweep.grid_points("bptt-binary", (0.01,), (5.0,)) == [{"lr": 0.01, "slope": 5.0, "lr_theta": 0.1}]
     assert len(sweep.grid_points("bptt")) == 9 and len(sweep.grid_points("snntorch")) == 6
     rows = [{"settings": {"lr": 1}, "val_accuracy": 0.5, "test_accuracy": 0.9},
@@ -401,11 +408,7 @@ def test_lr_sweep_chooses_on_the_held_out_split_and_compare_reads_its_file(data_
 
 @pytest.mark.skipif(not HAVE_TORCH, reason="needs torch")
 def test_lr_sweep_inherits_the_slope_at_long_time_steps(data_dir, tmp_path):
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bptt_lr_sweep.py"
-    spec = importlib.util.spec_from_file_location("bptt_lr_sweep", path)
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
+    sweep = benchmark_module("bptt_lr_sweep")
     assert sweep.per_t((5, 3), (16, 64), "x") == {16: 5, 64: 3} and sweep.per_t(7, (1, 2), "x") == {1: 7, 2: 7}
     with pytest.raises(SystemExit):
         sweep.per_t((1, 2), (1, 2, 3), "epochs")
@@ -419,16 +422,6 @@ def test_lr_sweep_inherits_the_slope_at_long_time_steps(data_dir, tmp_path):
     assert at8[0]["n_train"] == 20
 
 
-
-def _sweep_module():
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bptt_lr_sweep.py"
-    spec = importlib.util.spec_from_file_location("bptt_lr_sweep", path)
-    sweep = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(sweep)
-    return sweep
-
-
 @pytest.mark.parametrize("peak_lr, lrs_tried, chosen_lr", [
     (1e-2, [1e-2, 1e-2 / 3, 3e-2], 1e-2),              # the centre wins: one step each way
     (1e-1, [1e-2, 1e-2 / 3, 3e-2, 9e-2], 9e-2),        # the upper end wins: one more step that way
@@ -437,8 +430,7 @@ def _sweep_module():
 def test_refine_searches_the_rate_line_then_the_slope_around_an_earlier_choice(peak_lr, lrs_tried, chosen_lr):
     """A hand-made held-out score peaked at ``peak_lr`` (log scale) and at slope 5: the
     rates tried, in order, and the choice; the slope line at the best rate; ``lr_theta`` tied."""
-    import math
-    sweep = _sweep_module()
+    sweep = benchmark_module("bptt_lr_sweep")
     tried = []
 
     def score(point):
@@ -455,6 +447,7 @@ def test_refine_searches_the_rate_line_then_the_slope_around_an_earlier_choice(p
     best = sweep.choose(rows)
     assert best["lr"] == pytest.approx(chosen_lr) and best["slope"] == 5.0
     assert len(rows) == len(tried) and rows[0]["settings"] == {"lr": 1e-2, "slope": 10.0, "lr_theta": 0.1}
+
 
 # --- conv networks (--arch) ------------------------------------------------------------------
 
@@ -508,11 +501,7 @@ def test_the_committed_bptt_settings_cover_every_bptt_method_and_t_and_compare_c
     """benchmarks/bptt_settings.json (the held-out choices the converged comparison reads by
     default) parses, names every BPTT-trained method at T = 16 / 64 / 256, and each choice is
     a point its own sweep scored, and the best one it scored there."""
-    import importlib.util
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "compare_converged.py"
-    spec = importlib.util.spec_from_file_location("compare_converged", path)
-    cc = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cc)
+    cc = benchmark_module("compare_converged")
     settings = C.read_settings(cc.SETTINGS)
     doc = json.loads(cc.SETTINGS.read_text())
     for method in ("bptt", "bptt-binary", "snntorch"):

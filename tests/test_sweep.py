@@ -226,12 +226,12 @@ def test_best_point_is_chosen_on_heldout_accuracy_only(npz):
     assert rows[1]["test_mean"] == pytest.approx(0.99) and rows[0]["seeds"] == [0, 1]
 
 
-
 def test_the_table_counts_ended_trials_out_of_the_planned_ones(npz):
     """A sweep stopped after one of its two planned trials says "1 of 2", not "1 of 1"."""
     spec = spec_of(sweep_text(npz))
     records = [record(4, 0, 0.90, 0.50)]
     assert "1 of 2 trials ended:" in markdown(spec, summarise(records), N_TRAIN, records)
+
 
 def test_best_toml_loads_as_a_training_config(npz, tmp_path):
     spec = spec_of(sweep_text(npz, "theta_out = [4, 8]\nbeta = [0.1]\nhidden = [[8, 4]]", seeds="[0, 3]",
